@@ -1,0 +1,101 @@
+"""Pieces shared by more than one architecture family.
+
+* :class:`ArchInfo` -- what the rest of the engine needs to know about a family (its
+  input domain, padding rule, size limits, tiling needs, safe half precisions).
+* Overlapping-patch helpers used by HPINet's patch division and SPIN's local attention:
+  the official start rule and vectorised gather / scatter-add (no Python loop per patch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """Static facts about an architecture family, read by ``SRModel`` and the engine.
+
+    Attributes:
+        name: lower-case family name (``"hpinet"``, ``"hat"``, ``"spin"``, ``"asid"``).
+        title: the family's name as the paper writes it (``"HPINet"``).
+        input_range: the value range the network expects for RGB; ``SRModel`` maps [0,1]
+            onto it (``lo + x * (hi - lo)``) and maps the output back.
+        pad_multiple: the caller pads H and W up to this multiple before the network and
+            crops afterwards (1 = no caller padding; ASID pads inside its own forward).
+        pad_mode: ``torch.nn.functional.pad`` mode for that padding (``"reflect"``).
+        min_size: smallest accepted input height/width (smaller gets ImageTooSmallError).
+        context: LR pixels of context a tile needs on each inner side (>= 32).
+        tile_multiple: tile sizes are aligned to this multiple (window / patch size).
+        half_dtypes: reduced precisions known to be safe on CUDA, best first
+            (e.g. ``("bfloat16",)`` for HAT, which overflows in float16).
+    """
+
+    name: str
+    title: str
+    input_range: tuple[float, float]
+    pad_multiple: int = 1
+    pad_mode: str = "reflect"
+    min_size: int = 1
+    context: int = 32
+    tile_multiple: int = 8
+    half_dtypes: tuple[str, ...] = ()
+
+
+def overlapping_starts(size: int, patch: int) -> tuple[list[int], list[int]]:
+    """Start offsets of the official overlapping patch grid along one axis.
+
+    Step is ``patch - 2``; starts ``0, step, 2*step, ...`` strictly below
+    ``size + step - patch``; a patch that would cross the border is shifted back to
+    ``size - patch``. Returns ``(starts, unshifted)`` where ``unshifted`` holds the start
+    before that shift (HPINet's overlap normalisation needs it). The single-patch case
+    ``size == patch`` (step = patch) is the caller's: it is decided on both axes at once.
+    """
+    step = patch - 2
+    return _starts_with_step(size, patch, step)
+
+
+def _starts_with_step(size: int, patch: int, step: int) -> tuple[list[int], list[int]]:
+    starts: list[int] = []
+    unshifted: list[int] = []
+    r = 0
+    while r < size + step - patch:
+        unshifted.append(r)
+        starts.append(min(r, size - patch))
+        r += step
+    return starts, unshifted
+
+
+def single_patch_starts(size: int, patch: int) -> tuple[list[int], list[int]]:
+    """Starts when the whole map is one patch (the official ``H == W == P`` case)."""
+    return _starts_with_step(size, patch, patch)
+
+
+def _pixel_index(rows: list[int], cols: list[int], patch: int, width: int,
+                 device: torch.device) -> torch.Tensor:
+    """Flat pixel indices ``(nh, nw, P, P)`` of every patch pixel in an ``H*W`` map."""
+    ar = torch.arange(patch, device=device)
+    r = torch.tensor(rows, device=device)[:, None] + ar  # (nh, P)
+    c = torch.tensor(cols, device=device)[:, None] + ar  # (nw, P)
+    return r[:, None, :, None] * width + c[None, :, None, :]
+
+
+def extract_patches(x: torch.Tensor, rows: list[int], cols: list[int], patch: int) -> torch.Tensor:
+    """Gather patches ``(B, n, C, P, P)`` (row-major patch order) from ``x`` ``(B, C, H, W)``."""
+    b, c, h, w = x.shape
+    idx = _pixel_index(rows, cols, patch, w, x.device)
+    nh, nw = len(rows), len(cols)
+    flat = x.reshape(b, c, h * w)[:, :, idx.reshape(-1)]  # (B, C, nh*nw*P*P)
+    return flat.view(b, c, nh * nw, patch, patch).transpose(1, 2)
+
+
+def scatter_add_patches(patches: torch.Tensor, rows: list[int], cols: list[int],
+                        height: int, width: int) -> torch.Tensor:
+    """Sum patches ``(B, n, C, P, P)`` into a zero map ``(B, C, H, W)`` at their positions."""
+    b, n, c, p, _ = patches.shape
+    idx = _pixel_index(rows, cols, p, width, patches.device).reshape(-1)
+    out = patches.new_zeros(b, c, height * width)
+    src = patches.transpose(1, 2).reshape(b, c, n * p * p)
+    out.index_add_(2, idx, src)
+    return out.view(b, c, height, width)
