@@ -33,3 +33,31 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def golden(shared: Path) -> Path:
     return shared / "reference" / "golden"
+
+
+def golden_case(golden_dir: Path, case_id: str) -> tuple[Path, dict]:
+    """Return ``(weights_path, io_tensors)`` of a golden case listed in MANIFEST.json."""
+    import json
+
+    from safetensors.torch import load_file
+
+    manifest = json.loads((golden_dir / "MANIFEST.json").read_text())
+    case = next(c for c in manifest["cases"] if c["id"] == case_id)
+    weights = (golden_dir / case["weights"]["file"]).resolve()
+    io = load_file(str(golden_dir / case["io"]["file"]))
+    return weights, io
+
+
+def golden_ids(golden_dir: Path | None, architecture_prefix: str) -> list[str]:
+    """Case ids whose id starts with ``architecture_prefix`` (e.g. ``"hpinet_"``)."""
+    import json
+
+    if golden_dir is None or not (golden_dir / "MANIFEST.json").exists():
+        return []
+    manifest = json.loads((golden_dir / "MANIFEST.json").read_text())
+    return [c["id"] for c in manifest["cases"] if c["id"].startswith(architecture_prefix)]
+
+
+def shared_dir_or_none() -> Path | None:
+    """For parametrisation at collection time (fixtures are not available there)."""
+    return _shared_dir()
