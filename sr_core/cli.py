@@ -57,9 +57,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --- train ----------------------------------------------------------------------------------
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train weights for one of the architectures (resumable)")
+    p.add_argument("--arch", required=True, help="hpinet, hat, spin or asid")
+    p.add_argument("--variant", help="official variant (default: the smallest)")
+    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="HR training folders")
+    p.add_argument("--val", nargs="+", required=True, metavar="DIR",
+                   help="HR validation folders (Set5)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder (resumes if it has last.pth)")
+    p.add_argument("--iters", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patch", type=int, default=48, help="LR patch side in pixels")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(arch=args.arch, variant=args.variant, scale=args.scale, data=args.data,
+                      val=args.val, out=args.out, iters=args.iters, batch=args.batch,
+                      patch=args.patch, lr=args.lr, schedule=args.schedule,
+                      ema_decay=args.ema_decay, val_every=args.val_every,
+                      ckpt_every=args.ckpt_every, workers=args.workers, seed=args.seed,
+                      device=args.device)
+    summary = train(cfg, log=lambda m: print(m, file=sys.stderr))
+    print(
+        f"best validation PSNR {summary['best_psnr']:.3f} dB after {summary['iterations']} "
+        f"iterations; weights in {summary['out']}/best_ema.safetensors")
+    return 0
+
+
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,275 @@
+"""Training our own weights for any of the four architectures.
+
+HR folders in; LR patches made with the evaluation's MATLAB-compatible bicubic ``imresize``
+(per image, on first use, so LR and HR crops are aligned exactly as in the benchmark
+protocol); random crops, flips and 90-degree rotations; L1 loss; Adam with a cosine or step
+schedule; an exponential moving average (EMA) of the weights, which is what we validate and
+ship; validation PSNR on the Y channel in the papers' protocol; resumable checkpoints written
+atomically; bf16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .errors import FinescaleError
+from .models import SRModel, families
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored inside its checkpoints)."""
+
+    arch: str
+    scale: int
+    data: list[str]
+    val: list[str]
+    out: str
+    variant: str | None = None
+    iters: int = 20000
+    batch: int = 16
+    patch: int = 48  # LR patch side
+    lr: float = 5e-4
+    schedule: str = "cosine"  # or "step"
+    warmup: int = 200
+    ema_decay: float = 0.999
+    val_every: int = 500
+    ckpt_every: int = 250
+    workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def list_images(folders: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Every image file directly inside (or below) the given folders, sorted."""
+    out: list[Path] = []
+    for d in folders:
+        p = Path(d)
+        if not p.is_dir():
+            raise FinescaleError(f"{p}: training data folder not found.")
+        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+    if not out:
+        raise FinescaleError(f"no images found in {', '.join(map(str, folders))}.")
+    return out
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """uint8 RGB array (grey files expanded to three channels, as the papers' scripts do)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Modcrop ``hr`` and make its LR with the benchmark protocol's bicubic imresize."""
+    from .metrics import imresize, modcrop
+
+    hr = modcrop(hr, scale)
+    return hr, imresize(hr, 1.0 / scale)
+
+
+class PatchStream(IterableDataset):
+    """An endless stream of aligned (LR, HR) float32 patches with flips and rotations."""
+
+    def __init__(self, paths: Sequence[Path], scale: int, patch: int, seed: int = 0) -> None:
+        self.paths = list(paths)
+        self.scale = scale
+        self.patch = patch
+        self.seed = seed
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._cache:
+            self._cache[i] = make_lr(load_rgb(self.paths[i]), self.scale)
+        return self._cache[i]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        wid = info.id if info else 0
+        rng = np.random.default_rng([self.seed, wid, int(time.time() * 1e3) % 2**31])
+        p, s = self.patch, self.scale
+        while True:
+            hr, lr = self._pair(int(rng.integers(len(self.paths))))
+            h, w = lr.shape[:2]
+            if h < p or w < p:
+                continue
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            lp = lr[y:y + p, x:x + p]
+            hp = hr[y * s:(y + p) * s, x * s:(x + p) * s]
+            if rng.random() < 0.5:
+                lp, hp = lp[:, ::-1], hp[:, ::-1]
+            if rng.random() < 0.5:
+                lp, hp = lp[::-1], hp[::-1]
+            if rng.random() < 0.5:
+                lp, hp = lp.transpose(1, 0, 2), hp.transpose(1, 0, 2)
+            yield _to_tensor(lp), _to_tensor(hp)
+
+
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a).transpose(2, 0, 1).astype(np.float32) / 255.0)
+
+
+def build_model(arch: str, variant: str | None, scale: int) -> SRModel:
+    """A freshly initialised model of an official variant, wrapped in the [0,1] convention."""
+    fam = next((f for f in families() if f.INFO.name == arch.lower()), None)
+    if fam is None:
+        names = ", ".join(f.INFO.name for f in families())
+        raise FinescaleError(f"unknown architecture '{arch}' (known: {names}).")
+    cfg = fam.config(variant, scale) if variant else fam.config(_default_variant(fam), scale)
+    return SRModel(fam.build(cfg), fam, cfg, source="training")
+
+
+def _default_variant(fam: Any) -> str:
+    return {"hpinet": "S", "hat": "HAT-S", "spin": "light", "asid": "ASID"}[fam.INFO.name]
+
+
+class EMA:
+    """Exponential moving average of a network's floating-point state."""
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, step: int) -> None:
+        # Short warm-up so that early validation is not dominated by the random init.
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.net.state_dict().values(), net.state_dict().values(), strict=True):
+            if e.is_floating_point():
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
+            else:
+                e.copy_(p)
+
+
+def validation_set(folders: Sequence[str], scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(HR, LR) uint8 pairs of the validation images, made once."""
+    return [make_lr(load_rgb(p), scale) for p in list_images(folders)]
+
+
+@torch.no_grad()
+def validate(model: SRModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+             device: torch.device) -> float:
+    """Mean Y-PSNR (papers' protocol: clamp, round to 8 bits, shave ``scale``) over ``pairs``."""
+    from .metrics import psnr
+
+    model.eval()
+    vals = []
+    for hr, lr in pairs:
+        x = _to_tensor(lr)[None].to(device)
+        y = model(x).clamp(0, 1)[0].float().cpu().numpy().transpose(1, 2, 0)
+        sr = np.round(y * 255.0).astype(np.uint8)
+        vals.append(psnr(sr, hr, shave=model.scale))
+    return float(np.mean(vals))
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
+        if cfg.schedule == "step":
+            return 0.5 ** int(t * 4)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_weights(model_net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write a network's state dict as safetensors (atomically) with string metadata."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().float().contiguous().cpu() for k, v in model_net.state_dict().items()
+          if v.is_floating_point()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) a training run; returns a summary with the best validation PSNR."""
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, cfg.variant, cfg.scale).to(device)
+    model.train()
+    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    ema = EMA(model.net, cfg.ema_decay)
+    step, best, history = 0, -1.0, []
+    last = out / "last.pth"
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.net.load_state_dict(state["params"])
+        ema.net.load_state_dict(state["params_ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, best, history = int(state["iter"]), float(state["best_psnr"]), list(state["history"])
+        log(f"resumed {last} at iteration {step} (best Set5 PSNR so far {best:.3f} dB)")
+    ema_model = SRModel(ema.net, model.family, model.config, source="ema")
+    val_pairs = validation_set(cfg.val, cfg.scale)
+    paths = list_images(cfg.data)
+    loader = DataLoader(PatchStream(paths, cfg.scale, cfg.patch, cfg.seed + step),
+                        batch_size=cfg.batch, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0)
+    batches = iter(loader)
+    amp = device.type == "cuda"
+    meta = {"arch": model.arch, "variant": model.variant, "scale": str(model.scale)}
+    bar = tqdm(total=cfg.iters, initial=step, desc=f"train {model.name}", dynamic_ncols=True)
+    t0, loss_avg = time.time(), None
+    while step < cfg.iters:
+        lr_b, hr_b = (t.to(device, non_blocking=True) for t in next(batches))
+        model.train()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.l1_loss(model(lr_b).float(), hr_b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        ema.update(model.net, step)
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_avg:.4f}", best=f"{best:.2f}")
+        if step % cfg.val_every == 0 or step == cfg.iters:
+            p = validate(ema_model, val_pairs, device)
+            history.append({"iter": step, "psnr": p, "seconds": time.time() - t0})
+            if p > best:
+                best = p
+                export_weights(ema.net, out / "best_ema.safetensors",
+                               {**meta, "iterations": str(step), "val_psnr": f"{p:.4f}"})
+            log(f"iteration {step}: validation PSNR {p:.3f} dB (best {best:.3f})")
+        if step % cfg.ckpt_every == 0 or step == cfg.iters:
+            _atomic_save({"params": model.net.state_dict(), "params_ema": ema.net.state_dict(),
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "iter": step, "best_psnr": best, "history": history,
+                          "config": asdict(cfg)}, last)
+    bar.close()
+    return {"best_psnr": best, "iterations": step, "history": history, "out": str(out)}
