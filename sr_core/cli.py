@@ -98,9 +98,48 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- eval -----------------------------------------------------------------------------------
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="PSNR / SSIM on benchmark folders in the papers' protocol")
+    p.add_argument("-m", "--model", required=True,
+                   help="checkpoint file, catalogue id, or 'bicubic' for the baseline")
+    p.add_argument("--dataset", action="append", required=True, metavar="DIR",
+                   help="folder of HR images, e.g. Set5 (repeat for several)")
+    p.add_argument("--scale", type=int, required=True, help="upscaling factor (2, 3, 4)")
+    p.add_argument("--protocol", choices=("auto", "official", "whole"), default="auto",
+                   help="whole image, ASID's official 64/24 tiles, or what the authors did "
+                        "(auto, the default)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--per-image", action="store_true", help="also list every image's scores")
+    p.add_argument("--save-dir", metavar="DIR", help="write the SR images as DIR/<dataset>/*.png")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .evaluate import evaluate, format_table
+
+    with tqdm(unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = evaluate(args.model, args.dataset, args.scale, protocol=args.protocol,
+                          device=args.device, save_dir=args.save_dir, progress=progress)
+    if args.json:
+        _print_json(result.to_dict(per_image=args.per_image))
+    else:
+        print(format_table(result, per_image=args.per_image))
+    return 0
+
+
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_train]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_info, _add_train, _add_eval,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
