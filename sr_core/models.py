@@ -129,6 +129,10 @@ def _load_catalogue_model(model_id: str, *, arch: str | None, **overrides: Any) 
         raise ModelNotFoundError(f"{model_id}: no such file, and no model catalogue is available.") from e
     path = catalog.ensure_model(model_id)
     sd = read_state_dict(path)
+    if catalog.is_community(model_id):  # an imported ESRGAN, SwinIR...: spandrel builds it
+        from .community import load_community_model
+
+        return load_community_model(sd, origin=model_id)
     return build_from_state_dict(sd, origin=model_id, arch=arch, **overrides)
 
 
