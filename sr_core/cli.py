@@ -135,10 +135,147 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- models ---------------------------------------------------------------------------------
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, download, verify, remove or import models",
+                       description="The model catalogue and the local weight cache.")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    q = msub.add_parser("list", help="every known model: size, installed, verified, licence")
+    q.add_argument("--json", action="store_true", help="print a JSON list")
+    q.add_argument("--installed", action="store_true", help="only the installed models")
+    q.set_defaults(handler=_cmd_models_list)
+    q = msub.add_parser("download", help="download models into the cache (resumable)")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.set_defaults(handler=_cmd_models_download)
+    q = msub.add_parser("remove", help="delete a model's cached weights")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.set_defaults(handler=_cmd_models_remove)
+    q = msub.add_parser("verify", help="re-hash cached weights (all installed models by default)")
+    q.add_argument("ids", nargs="*", metavar="ID")
+    q.set_defaults(handler=_cmd_models_verify)
+    q = msub.add_parser("import", help="register a checkpoint file (arch and scale are detected)")
+    q.add_argument("file", metavar="FILE")
+    q.add_argument("--name", help="the id to use (default: the catalogue id or the file name)")
+    q.set_defaults(handler=_cmd_models_import)
+
+
+def _size(n: int | None) -> str:
+    return f"{n / 1e6:.1f} MB" if n else "?"
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from . import catalog
+
+    rows = [catalog.status(e.id) for e in catalog.entries()]
+    if args.installed:
+        rows = [r for r in rows if r.installed]
+    if args.json:
+        _print_json([r.as_dict() for r in rows])
+        return 0
+    table = [("ID", "ARCH", "SCALE", "SIZE", "INSTALLED", "VERIFIED", "LICENCE")]
+    for r in rows:
+        e = r.entry
+        installed = "embedded" if e.embedded and r.installed else "yes" if r.installed else (
+            "no" if e.downloadable else "manual" if not e.embedded else "missing")
+        table.append((e.id, e.arch, f"x{e.scale}", _size(r.size), installed,
+                      "yes" if r.verified else "no", e.licence or "?"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\ncache: {_cache_dir()}  (verified = checked against a published sha256; "
+          "manual = no direct link, see `finescale models download ID`)")
+    return 0
+
+
+def _cache_dir() -> str:
+    from .paths import cache_dir
+
+    return str(cache_dir())
+
+
+def _cmd_models_download(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import catalog
+
+    failed = 0
+    for mid in args.ids:
+        try:
+            if catalog.is_installed(mid):
+                print(f"{mid}: already installed ({catalog.model_path(mid)})")
+                continue
+            bars: list[tqdm] = []  # opened on the first byte, so errors print cleanly
+
+            def progress(done: int, total: int | None, mid: str = mid, bars: list = bars) -> None:
+                if not bars:
+                    bars.append(tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=mid,
+                                     file=sys.stderr, dynamic_ncols=True, leave=False))
+                bars[0].total = total
+                bars[0].update(done - bars[0].n)
+
+            try:
+                path = catalog.ensure_model(mid, progress=progress)
+            finally:
+                for bar in bars:
+                    bar.close()
+            st = catalog.status(mid)
+            note = "" if st.verified else " (unverified: no published hash, recorded for next time)"
+            print(f"{mid}: installed, {_size(st.size)}{note} -> {path}")
+        except FinescaleError as e:
+            failed += 1
+            _error(str(e))
+    return 1 if failed else 0
+
+
+def _cmd_models_remove(args: argparse.Namespace) -> int:
+    from . import catalog
+
+    failed = 0
+    for mid in args.ids:
+        try:
+            freed = catalog.remove(mid)
+            print(f"{mid}: removed ({_size(freed)} freed)")
+        except FinescaleError as e:
+            failed += 1
+            _error(str(e))
+    return 1 if failed else 0
+
+
+def _cmd_models_verify(args: argparse.Namespace) -> int:
+    from . import catalog
+
+    ids = args.ids or [e.id for e in catalog.entries() if catalog.is_installed(e.id)]
+    if not ids:
+        print("No models are installed.")
+        return 0
+    failed = 0
+    for mid in ids:
+        try:
+            result = catalog.verify(mid)
+        except FinescaleError as e:
+            failed += 1
+            _error(str(e))
+            continue
+        print(f"{mid}: {'ok' if result.ok else 'DAMAGED'}, {result.message}")
+        failed += not result.ok
+    return 1 if failed else 0
+
+
+def _cmd_models_import(args: argparse.Namespace) -> int:
+    from . import catalog
+
+    entry = catalog.import_checkpoint(args.file, name=args.name)
+    st = catalog.status(entry.id)
+    how = "verified against the catalogue" if st.verified else "unverified"
+    print(f"{args.file}: imported as {entry.id} ({entry.title}, {how}); "
+          f"use it with -m {entry.id}")
+    return 0
+
+
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_info, _add_train, _add_eval,
+    _add_info, _add_train, _add_eval, _add_models,
 ]
 
 
