@@ -1,0 +1,210 @@
+"""Device and precision choice, memory budgets, and out-of-memory recognition.
+
+The engine asks three questions here: where to run (:func:`choose_device`), in which
+floating-point type (:func:`choose_dtype`), and how many bytes one tile may use
+(:func:`memory_budget`). :func:`is_out_of_memory` tells an allocation failure (which the
+engine answers with smaller tiles) from any other error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from .errors import DeviceError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+_DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16,
+}
+
+#: Share of the free GPU memory a tile may use: the CUDA caching allocator fragments, and
+#: cuDNN / cuBLAS workspaces come on top of what a memory model counts.
+CUDA_BUDGET_FRACTION = 0.7
+#: On the CPU a tile may use this share of the available RAM, but never more than
+#: CPU_BUDGET_CAP: beyond ~1 GiB tiles are no faster and the desktop starts to swap.
+CPU_BUDGET_FRACTION = 0.4
+CPU_BUDGET_CAP = 1 << 30
+#: Assumed available RAM when the platform does not tell.
+_FALLBACK_RAM = 4 << 30
+
+
+def _cuda_usable() -> tuple[bool, str]:
+    """Whether CUDA is present and actually initialises; the reason if not."""
+    try:
+        if not torch.cuda.is_available():
+            return False, "no CUDA device is available"
+        torch.zeros(1, device="cuda")
+        return True, ""
+    except Exception as e:  # driver / runtime mismatch, busy device, broken install
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return False, f"CUDA failed to initialise ({first_line})"
+
+
+def _mps_usable() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    try:
+        return bool(mps is not None and mps.is_available())
+    except Exception:
+        return False
+
+
+def choose_device(request: str | torch.device = "auto") -> torch.device:
+    """Return the device to run on.
+
+    ``"auto"`` takes CUDA, then Apple's MPS, then the CPU; a CUDA device that is present but
+    fails to initialise gives one warning and the CPU. An explicit ``"cuda"`` / ``"mps"``
+    that cannot be used raises :class:`DeviceError`.
+    """
+    if isinstance(request, torch.device):
+        return request
+    req = str(request).strip().lower()
+    if req == "auto":
+        ok, why = _cuda_usable()
+        if ok:
+            return torch.device("cuda")
+        if torch.cuda.is_available():  # present but broken: say so once, then carry on
+            warnings.warn(f"{why}; running on the CPU instead.", RuntimeWarning, stacklevel=2)
+        if _mps_usable():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if req == "cpu":
+        return torch.device("cpu")
+    if req.startswith("cuda"):
+        ok, why = _cuda_usable()
+        if not ok:
+            raise DeviceError(f"Device '{request}' cannot be used: {why}.")
+        dev = torch.device(req)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"Device '{request}' does not exist: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s).")
+        return dev
+    if req == "mps":
+        if not _mps_usable():
+            raise DeviceError("Device 'mps' cannot be used: Apple's Metal backend is not "
+                              "available here.")
+        return torch.device("mps")
+    raise DeviceError(f"Unknown device '{request}'; choose one of {', '.join(DEVICE_CHOICES)}.")
+
+
+def choose_dtype(request: str | torch.dtype, device: torch.device,
+                 half_dtypes: Sequence[str] = ()) -> torch.dtype:
+    """Return the floating-point type to run in.
+
+    ``"auto"`` is float32 except on CUDA, where it is the first of the architecture's
+    ``half_dtypes`` the GPU supports (HAT lists only bfloat16 because it overflows in
+    float16); an architecture with none runs in float32. Explicit requests are honoured,
+    except half precision on the CPU, which PyTorch runs far slower than float32.
+    """
+    if isinstance(request, torch.dtype):
+        return request
+    req = str(request).strip().lower()
+    if req == "auto":
+        if device.type == "cuda":
+            for name in half_dtypes:
+                dt = _DTYPES.get(name)
+                if dt is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+                    continue
+                if dt is not None:
+                    return dt
+        return torch.float32
+    if req not in _DTYPES:
+        raise DeviceError(f"Unknown precision '{request}'; choose one of "
+                          f"{', '.join(PRECISION_CHOICES)}.")
+    dt = _DTYPES[req]
+    if dt is not torch.float32 and device.type == "cpu":
+        raise DeviceError(f"Precision '{request}' is not offered on the CPU (it is slower there "
+                          "than fp32); use fp32 or a GPU.")
+    return dt
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """Short name of a dtype as the CLI spells it (``fp32``, ``bf16``, ``fp16``)."""
+    names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return names.get(dtype, str(dtype))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True when ``error`` is an allocation failure (CUDA, MPS or CPU), not a bug."""
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    if isinstance(error, RuntimeError):
+        msg = str(error).lower()
+        return ("out of memory" in msg or "can't allocate memory" in msg
+                or "cudnn_status_alloc_failed" in msg or "cublas_status_alloc_failed" in msg)
+    return False
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Give cached allocator blocks back after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        with contextlib.suppress(Exception):
+            torch.mps.empty_cache()
+
+
+def available_ram() -> int:
+    """Bytes of RAM the system can give this process without swapping (best effort)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if sys.platform == "win32":
+        return _windows_available_ram()
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return _FALLBACK_RAM
+
+
+def _windows_available_ram() -> int:
+    import ctypes
+
+    class _MemStatus(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong)] + [
+            (name, ctypes.c_ulonglong) for name in (
+                "ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile",
+                "ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual")]
+
+    st = _MemStatus()
+    st.dwLength = ctypes.sizeof(_MemStatus)
+    if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(st)):  # type: ignore[attr-defined]
+        return int(st.ullAvailPhys)
+    return _FALLBACK_RAM
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes one tile's forward pass (plus the stitcher's row band) may use on ``device``.
+
+    CUDA: a share of the currently free VRAM. CPU (and MPS, whose memory is the system's):
+    a share of the available RAM, capped so that the process stays small.
+    """
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_BUDGET_FRACTION)
+    return int(min(available_ram() * CPU_BUDGET_FRACTION, CPU_BUDGET_CAP))
+
+
+def describe(device: torch.device) -> str:
+    """A human-readable device name for messages and reports."""
+    if device.type == "cuda":
+        try:
+            return f"CUDA ({torch.cuda.get_device_name(device)})"
+        except Exception:
+            return "CUDA"
+    if device.type == "mps":
+        return "Apple MPS"
+    return "CPU"
