@@ -272,10 +272,45 @@ def _cmd_models_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench ----------------------------------------------------------------------------------
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="latency, throughput, peak memory and GFLOP/s of a model")
+    p.add_argument("-m", "--model", required=True, help="checkpoint file or catalogue id")
+    p.add_argument("--size", default="256x256", metavar="HxW",
+                   help="input size in pixels (default 256x256)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--tile", default="auto",
+                   help="'auto', 0 (whole image) or the tile side in pixels")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .bench import format_result, parse_size, run_bench
+
+    size = parse_size(args.size)
+    with tqdm(unit="run", desc="bench", file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = run_bench(args.model, size, device=args.device, precision=args.precision,
+                           tile=args.tile, repeat=args.repeat, progress=progress)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(format_result(result))
+    return 0
+
+
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_info, _add_train, _add_eval, _add_models,
+    _add_info, _add_train, _add_eval, _add_bench, _add_models,
 ]
 
 

@@ -1,0 +1,196 @@
+"""Speed and memory of the upscaling path a user gets (``finescale bench``).
+
+One synthetic picture goes through :class:`~sr_core.engine.Upscaler` -- device and precision
+choice, tile plan, stitching -- ``repeat`` times. Reported: the median wall time, output
+megapixels per second, the peak memory of the runs (resident set size on the CPU, peak
+allocated bytes on CUDA) and the achieved GFLOP/s, the FLOPs being counted once with
+:class:`torch.utils.flop_counter.FlopCounterMode` over the same engine call (tile overlaps
+included), so that speed can be set against the machine's roofline.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import FinescaleError
+
+#: ``progress(done, total)`` after each run (the FLOP-counting and warm-up runs included).
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What one ``finescale bench`` measured."""
+
+    model: str
+    device: str
+    precision: str
+    tile: int                 # tile side the engine used (0 = the whole image in one pass)
+    tiles: int                # tiles per picture
+    input: tuple[int, int]    # (height, width)
+    output: tuple[int, int]
+    repeat: int
+    latency_s: float          # median over the timed runs
+    latencies_s: tuple[float, ...]
+    mpix_per_s: float         # output megapixels per second at the median
+    peak_memory_bytes: int | None
+    memory: str               # "rss" (process peak resident set) or "cuda_allocated"
+    gflop: float              # work of one picture
+    gflop_per_s: float
+    threads: int              # torch's intra-op threads (what a CPU run could use)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``finescale bench --json`` object."""
+        d = asdict(self)
+        d["input"], d["output"] = list(self.input), list(self.output)
+        d["latencies_s"] = list(self.latencies_s)
+        return d
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` (or one number for a square) -> ``(height, width)``."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[x×*,]\s*(\d+))?\s*", text)
+    if not m or int(m.group(1)) < 1 or (m.group(2) and int(m.group(2)) < 1):
+        raise FinescaleError(f"Size '{text}' is not HEIGHTxWIDTH in pixels (e.g. 256x256).")
+    h = int(m.group(1))
+    return h, int(m.group(2) or h)
+
+
+def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic uint8 RGB picture with smooth areas, edges and fine texture.
+
+    Data-dependent models (HPINet's patch matching, SPIN's superpixels) should see
+    photo-like content rather than flat grey or pure noise.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([np.sin(xx / 23.0 + c) * np.cos(yy / 17.0 - c) for c in (0.0, 1.3, 2.6)], -1)
+    edges = ((xx // 40 + yy // 40) % 2)[..., None] * 0.5
+    img = 110 + 80 * base + 40 * edges + rng.normal(0, 6, (height, width, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# --- memory ---------------------------------------------------------------------------------
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int | None:
+    """Peak resident set size of this process in bytes, or None where unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # bytes vs KiB
+
+
+# --- the benchmark --------------------------------------------------------------------------
+def run_bench(model: Any, size: tuple[int, int] = (256, 256), *, device: str = "auto",
+              precision: str = "auto", tile: int | str = "auto", repeat: int = 3,
+              progress: Progress | None = None) -> BenchResult:
+    """Time ``Upscaler(model, device, precision, tile).upscale`` on a synthetic picture.
+
+    One untimed run counts the FLOPs (and warms up caches and kernels), one more warms up,
+    then ``repeat`` runs are timed. The peak memory covers the timed runs; on the CPU it is
+    the peak resident set of the whole process (model, input and output included) when the
+    platform can reset that mark (Linux), else the lifetime peak.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .device import describe, dtype_name
+    from .engine import Upscaler
+
+    if repeat < 1:
+        raise FinescaleError(f"--repeat must be at least 1, not {repeat}.")
+    up = Upscaler(model, device=device, precision=precision, tile=tile)
+    h, w = size
+    img = synthetic_photo(h, w)
+    plan = up.plan(h, w)
+    cuda = up.device.type == "cuda"
+    total = repeat + 2
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(up.device)
+
+    with FlopCounterMode(display=False) as counter:
+        out = up.upscale(img)
+    flops = counter.get_total_flops()
+    step()
+    up.upscale(img)
+    sync()
+    step()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(up.device)
+    else:
+        _reset_peak_rss()
+    times = []
+    for _ in range(repeat):
+        sync()
+        t0 = time.perf_counter()
+        up.upscale(img)
+        sync()
+        times.append(time.perf_counter() - t0)
+        step()
+    peak = int(torch.cuda.max_memory_allocated(up.device)) if cuda else _peak_rss()
+
+    med = statistics.median(times)
+    oh, ow = out.shape[:2]
+    return BenchResult(
+        model=up.model.name, device=describe(up.device), precision=dtype_name(up.dtype),
+        tile=plan.tile, tiles=len(plan.tiles),
+        input=(h, w), output=(oh, ow), repeat=repeat, latency_s=med,
+        latencies_s=tuple(times), mpix_per_s=oh * ow / 1e6 / med,
+        peak_memory_bytes=peak, memory="cuda_allocated" if cuda else "rss",
+        gflop=flops / 1e9, gflop_per_s=flops / 1e9 / med, threads=torch.get_num_threads(),
+    )
+
+
+def format_result(r: BenchResult) -> str:
+    """The plain-text report ``finescale bench`` prints."""
+    tile = "whole image" if r.tile == 0 else f"{r.tile}px tiles"
+    lo, hi = min(r.latencies_s), max(r.latencies_s)
+    mem = "unknown" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:,.0f} MiB"
+    kind = "peak RSS of the process" if r.memory == "rss" else "peak allocated on the GPU"
+    cores = f", {r.threads} threads" if r.device == "CPU" else ""
+    return "\n".join([
+        f"{r.model} on {r.device}{cores}, {r.precision}, {tile} ({r.tiles} tile"
+        f"{'s' if r.tiles != 1 else ''})",
+        f"input {r.input[0]}x{r.input[1]} -> output {r.output[0]}x{r.output[1]}, "
+        f"{r.repeat} timed run{'s' if r.repeat != 1 else ''}",
+        f"latency     {r.latency_s:.3f} s median  ({lo:.3f} .. {hi:.3f})",
+        f"throughput  {r.mpix_per_s:.3f} output MP/s",
+        f"memory      {mem}  ({kind})",
+        f"compute     {r.gflop:.1f} GFLOP per picture -> {r.gflop_per_s:.1f} GFLOP/s",
+    ])
