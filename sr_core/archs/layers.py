@@ -99,3 +99,26 @@ def scatter_add_patches(patches: torch.Tensor, rows: list[int], cols: list[int],
     src = patches.transpose(1, 2).reshape(b, c, n * p * p)
     out.index_add_(2, idx, src)
     return out.view(b, c, height, width)
+
+
+def extract_patch_tokens(x: torch.Tensor, rows: list[int], cols: list[int],
+                         patch: int) -> torch.Tensor:
+    """Gather patches as tokens ``(B, n, P*P, C)`` from a channels-last map ``(B, H, W, C)``.
+
+    Same patches and order as :func:`extract_patches`, laid out for token-wise layers
+    (LayerNorm, Linear, attention) without a transpose copy.
+    """
+    b, h, w, c = x.shape
+    idx = _pixel_index(rows, cols, patch, w, x.device).reshape(-1)
+    return x.reshape(b, h * w, c)[:, idx].view(b, len(rows) * len(cols), patch * patch, c)
+
+
+def scatter_add_patch_tokens(tokens: torch.Tensor, rows: list[int], cols: list[int],
+                             height: int, width: int) -> torch.Tensor:
+    """Sum tokens ``(B, n, P*P, C)`` into a zero channels-last map ``(B, H, W, C)``."""
+    b, n, pp, c = tokens.shape
+    p = int(round(pp ** 0.5))
+    idx = _pixel_index(rows, cols, p, width, tokens.device).reshape(-1)
+    out = tokens.new_zeros(b, height * width, c)
+    out.index_add_(1, idx, tokens.reshape(b, n * pp, c))
+    return out.view(b, height, width, c)
