@@ -20,10 +20,19 @@ from .errors import CheckpointError, ImageTooSmallError, ModelNotFoundError, Unk
 
 
 def families() -> tuple[ModuleType, ...]:
-    """The architecture family modules, in detection order."""
-    from .archs import asid, hat, hpinet, spin
+    """The architecture family modules present in this install, in detection order."""
+    import importlib
 
-    return (hpinet, hat, spin, asid)
+    found = []
+    for name in ("hpinet", "hat", "spin", "asid"):
+        qualified = f"{__package__}.archs.{name}"
+        try:
+            found.append(importlib.import_module(qualified))
+        except ModuleNotFoundError as e:
+            # Only a family that is not there at all is skipped; a broken one still raises.
+            if e.name != qualified:
+                raise
+    return tuple(found)
 
 
 class SRModel(nn.Module):
