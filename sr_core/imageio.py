@@ -1,0 +1,712 @@
+"""Photo-faithful image reading and atomic writing.
+
+A :class:`Photo` is the pixels (float32 RGB in [0, 1], or full-scale uint8/uint16 for huge
+engine outputs), the alpha channel beside them, and what a photographer expects to survive
+an upscale: the ICC profile (bytes, unchanged), EXIF (orientation applied to the pixels,
+written back as 1 with the new pixel size), DPI and the source's bit depth.
+
+Readers: Pillow for headers, metadata and 8-bit pixels; OpenCV for 16-bit PNG/TIFF pixels
+(Pillow reduces 16-bit RGB to 8 bits). Writers: OpenCV for PNG (8/16-bit) with our own
+iCCP/eXIf/pHYs chunks, Pillow for JPEG/WebP/BMP, tifffile for TIFF (8/16-bit) with EXIF and
+ICC added by :mod:`sr_core.exif`. Every write goes to a temporary file in the target folder
+that is fsynced and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import io
+import mmap
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from . import exif as exifmod
+from .errors import (
+    DiskFullError,
+    FinescaleError,
+    ImageReadError,
+    ImageTooLargeError,
+    OutputExistsError,
+    SameFileError,
+    UnsupportedFormatError,
+    WriteError,
+)
+
+#: Largest image (width × height) read_image accepts unless told otherwise; override with the
+#: environment variable FINESCALE_MAX_PIXELS or read_image(max_pixels=...).
+DEFAULT_MAX_PIXELS = 200_000_000
+MAX_PIXELS_ENV = "FINESCALE_MAX_PIXELS"
+
+# Our own guard (read_image's max_pixels, checked from the header) replaces Pillow's, which
+# would warn, or refuse with its own message, before we could look at the size.
+Image.MAX_IMAGE_PIXELS = None
+
+READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
+WRITE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
+_PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WEBP",
+                   "TIFF": "TIFF", "BMP": "BMP"}
+_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+             ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+_SIXTEEN_BIT = ("PNG", "TIFF")
+_WITH_ALPHA = ("PNG", "WEBP", "TIFF")
+_MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1, "TIFF": 2**32 - 1,
+             "BMP": 2**31 - 1}
+_SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
+_CHUNK_BYTES = 64 << 20  # pixel conversions work on row blocks of about this size
+# LittleCMS values (plain ints: Pillow's enums for them are newer than our minimum Pillow).
+# Relative colorimetric with black-point compensation is what photo editors use by default.
+_RELATIVE_COLORIMETRIC = 1
+_BLACK_POINT_COMPENSATION = 0x2000
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+
+class AlphaDroppedWarning(UserWarning):
+    """The output format has no alpha channel: the photo was composited on a background."""
+
+
+@dataclass
+class Photo:
+    """Pixels plus the metadata that must survive an upscale.
+
+    ``rgb`` is H×W×3, float32 in [0, 1] or full-scale uint8/uint16; ``alpha`` is H×W in the
+    same convention, or None. ``exif`` is a JPEG-style block (``Exif\\0\\0``...) whose
+    orientation is 1: the orientation has been applied to the pixels.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    bit_depth: int = 8
+    format: str | None = None
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
+            raise ValueError(f"Photo.rgb must be H×W×3, got shape {self.rgb.shape}")
+        for name, a in (("rgb", self.rgb), ("alpha", self.alpha)):
+            if a is not None and a.dtype not in (np.float32, np.uint8, np.uint16):
+                raise ValueError(f"Photo.{name} must be float32, uint8 or uint16, not {a.dtype}")
+        if self.alpha is not None and self.alpha.shape != self.rgb.shape[:2]:
+            raise ValueError(f"Photo.alpha must be {self.rgb.shape[:2]}, got {self.alpha.shape}")
+        if self.bit_depth not in (8, 16):
+            raise ValueError(f"Photo.bit_depth must be 8 or 16, not {self.bit_depth}")
+
+    @property
+    def height(self) -> int:
+        """Rows of pixels."""
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Columns of pixels."""
+        return int(self.rgb.shape[1])
+
+    def as_float(self) -> np.ndarray:
+        """The colour as float32 in [0, 1] (the array itself when it already is)."""
+        return _as_float(self.rgb)
+
+    def alpha_as_float(self) -> np.ndarray | None:
+        """The alpha as float32 in [0, 1], or None."""
+        return None if self.alpha is None else _as_float(self.alpha)
+
+    def with_pixels(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> Photo:
+        """A new Photo with these pixels (e.g. upscaled) and this photo's metadata."""
+        return dataclasses.replace(self, rgb=rgb, alpha=alpha)
+
+
+# --- limits ---------------------------------------------------------------------------------
+def default_max_pixels() -> int:
+    """The pixel limit: FINESCALE_MAX_PIXELS if set, else DEFAULT_MAX_PIXELS."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    if not raw.isdigit() or int(raw) <= 0:
+        raise FinescaleError(f"{MAX_PIXELS_ENV} must be a positive whole number, not {raw!r}.")
+    return int(raw)
+
+
+# --- reading --------------------------------------------------------------------------------
+def _read_error(path: Path | str, problem: str) -> ImageReadError:
+    return ImageReadError(f"Cannot read {path}: {problem}.")
+
+
+def _check_input(path: Path) -> None:
+    if path.is_dir():
+        raise _read_error(path, "it is a folder, not an image file")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _read_error(path, "no such file") from None
+    except OSError as e:
+        raise _read_error(path, e.strerror or "the file cannot be accessed") from None
+    if size == 0:
+        raise _read_error(path, "the file is empty (0 bytes)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    _check_input(path)
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise _read_error(path, "permission denied") from None
+    except OSError as e:
+        raise _read_error(path, e.strerror or "the file cannot be read") from None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
+    """Open the header with Pillow, restricted to the formats we read."""
+    Image.init()  # registers every plugin; open() alone knows only the common five
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Image.open(fp, formats=list(READ_FORMATS))
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError, EOFError,
+            struct.error, IndexError, KeyError) as e:
+        fp.seek(0)
+        head = fp.read(512)
+        if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            raise _read_error(path, "the file is damaged or truncated") from e
+        kind = "it holds text, not an image" if _looks_like_text(head) else \
+            "it is not a PNG, JPEG, WebP, TIFF or BMP image"
+        raise UnsupportedFormatError(f"Cannot read {path}: {kind}.") from e
+
+
+def _check_size(path: Path, width: int, height: int, limit: int) -> None:
+    if width * height > limit:
+        raise ImageTooLargeError(
+            f"Cannot read {path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+            f"above the limit of {limit / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV}).")
+
+
+def _png_bit_depth(head: bytes) -> int:
+    return head[24] if len(head) > 24 and head[12:16] == b"IHDR" else 8
+
+
+def _tiff_tag(im: Image.Image, tag: int) -> Any:
+    tags = getattr(im, "tag_v2", None)
+    return tags.get(tag) if tags is not None else None
+
+
+def _source_bits(im: Image.Image, fmt: str, head: bytes) -> int:
+    """Bits per channel the file stores (1, 8, 16, 32)."""
+    if fmt == "PNG":
+        return 8 if im.mode == "P" else _png_bit_depth(head)
+    if fmt == "TIFF":
+        bps = _tiff_tag(im, 258)
+        if bps:
+            return int(max(bps) if isinstance(bps, tuple) else bps)
+    if im.mode.startswith("I;16"):
+        return 16
+    return 1 if im.mode == "1" else 8
+
+
+def _dpi(im: Image.Image) -> tuple[float, float] | None:
+    dpi = im.info.get("dpi")
+    if not dpi or len(dpi) != 2 or min(float(dpi[0]), float(dpi[1])) <= 0:
+        return None
+
+    def snap(v: float) -> float:
+        # PNG and BMP store pixels per metre: 300 dpi comes back as 299.9994.
+        return float(round(v)) if abs(v - round(v)) < 0.05 else float(v)
+
+    return snap(float(dpi[0])), snap(float(dpi[1]))
+
+
+def _icc_space(icc: bytes | None) -> bytes:
+    return icc[16:20] if icc and len(icc) >= 128 else b""
+
+
+def _cms_to_srgb(im: Image.Image, icc: bytes, mode: str) -> Image.Image | None:
+    """Convert with the embedded profile to sRGB, or None if LittleCMS cannot use it."""
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(
+            im, src, ImageCms.createProfile("sRGB"), outputMode=mode,
+            renderingIntent=_RELATIVE_COLORIMETRIC, flags=_BLACK_POINT_COMPENSATION)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None
+
+
+def _pillow_pixels(im: Image.Image, icc: bytes | None, path: Path
+                   ) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
+    """Decode with Pillow into (rgb or grey, alpha or None, the profile that still applies)."""
+    mode = im.mode
+    space = _icc_space(icc)
+    if mode == "F":
+        raise UnsupportedFormatError(
+            f"Cannot read {path}: floating-point samples are not supported.")
+    if "transparency" in im.info and mode in ("P", "L", "RGB"):
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode == "CMYK":
+        converted = _cms_to_srgb(im, icc, "RGB") if space == b"CMYK" else None
+        im, icc = (converted if converted is not None else im.convert("RGB")), None
+        mode = "RGB"
+    elif mode in ("L", "LA") and space == b"GRAY":
+        converted = _cms_to_srgb(im.convert("L"), icc, "RGB")
+        alpha = np.asarray(im)[..., 1] if mode == "LA" else None
+        icc = None
+        if converted is not None:
+            return np.asarray(converted), alpha, None
+    conversions = {"1": "L", "P": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA",
+                   "RGBX": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
+    if mode in conversions:
+        im = im.convert(conversions[mode])
+    a = np.asarray(im)
+    if im.mode == "I":  # 16-bit grey that Pillow widened to 32 bits
+        a = np.clip(a, 0, 65535).astype(np.uint16)
+    if icc and _icc_space(icc) != b"RGB ":
+        icc = None  # a grey/CMYK/Lab profile does not describe the RGB pixels we return
+    if a.ndim == 3 and a.shape[2] in (2, 4):  # LA or RGBA
+        return (a[..., 0] if a.shape[2] == 2 else a[..., :3]), a[..., -1], icc
+    return a, None, icc
+
+
+def _cv2_pixels(data: bytes, path: Path, associated_alpha: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode 16-bit PNG/TIFF with OpenCV, in RGB order."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)  # damaged files are reported by us, in one sentence
+    try:
+        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        a = None
+    finally:
+        log.setLogLevel(level)
+    if a is None:
+        raise _read_error(path, "the file is damaged or truncated")
+    alpha = None
+    if a.ndim == 3 and a.shape[2] == 4:
+        a, alpha = a[..., 2::-1], a[..., 3]
+    elif a.ndim == 3 and a.shape[2] == 3:
+        a = a[..., ::-1]
+    elif a.ndim == 3 and a.shape[2] == 2:
+        a, alpha = a[..., 0], a[..., 1]
+    if alpha is not None and associated_alpha:
+        a = _unpremultiply(a, alpha)
+    return a, alpha
+
+
+def _unpremultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    full = float(np.iinfo(rgb.dtype).max)
+    a = alpha.astype(np.float32)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(a > 0, rgb.astype(np.float32) * full / a, 0.0)
+    return np.clip(np.rint(out), 0, full).astype(rgb.dtype)
+
+
+def _orient(a: np.ndarray | None, orientation: int) -> np.ndarray | None:
+    """Apply an EXIF orientation so that the array is upright (as Pillow's exif_transpose)."""
+    if a is None or orientation == 1:
+        return a
+    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: x[::-1, ::-1].swapaxes(0, 1),
+        8: lambda x: np.rot90(x, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.float32:
+        return a
+    if a.dtype in (np.uint8, np.uint16):
+        out = a.astype(np.float32)
+        out /= float(np.iinfo(a.dtype).max)
+        return out
+    return a.astype(np.float32)
+
+
+def _raw_exif(im: Image.Image, fmt: str, read: exifmod.Reader) -> bytes | None:
+    if fmt == "TIFF":
+        try:
+            return exifmod.block_from_tiff(read)
+        except exifmod.ExifFormatError:
+            return None
+    raw = im.info.get("exif")
+    return bytes(raw) if raw else None
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Photo:
+    """Read a PNG, JPEG, WebP, TIFF or BMP file into an upright :class:`Photo`.
+
+    The size is checked against ``max_pixels`` (default :func:`default_max_pixels`) from the
+    header, before any pixel is decoded. 16-bit PNG and TIFF keep 16-bit precision; CMYK is
+    converted with its embedded profile when there is one. Raises ImageReadError,
+    UnsupportedFormatError or ImageTooLargeError with one sentence naming the file.
+    """
+    p = Path(path)
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    data = _read_bytes(p)
+    fp = io.BytesIO(data)
+    im = _open_pillow(p, fp)
+    with im:
+        fmt = _PILLOW_FORMATS[im.format or ""]
+        _check_size(p, im.width, im.height, limit)
+        bits = _source_bits(im, fmt, data[:32])
+        if bits > 16:
+            raise UnsupportedFormatError(
+                f"Cannot read {p}: {bits}-bit samples are not supported (8 and 16 are).")
+        icc = im.info.get("icc_profile") or None
+        try:
+            if bits == 16 and fmt in _SIXTEEN_BIT:
+                pixels = exifmod.with_orientation_1(data) if fmt == "TIFF" else data
+                color, alpha = _cv2_pixels(pixels, p, _tiff_tag(im, 338) in (1, (1,)))
+                if _icc_space(icc) != b"RGB ":
+                    icc = None
+            else:
+                im.load()
+                color, alpha, icc = _pillow_pixels(im, icc, p)
+        except FinescaleError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as e:  # Pillow raises many types for damaged data
+            raise _read_error(p, "the file is damaged or truncated") from e
+        raw_exif = _raw_exif(im, fmt, exifmod.bytes_reader(data))
+        dpi = _dpi(im)
+    orientation = exifmod.orientation(raw_exif)
+    rgb = _as_float(color)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    elif not rgb.flags.c_contiguous:
+        rgb = np.ascontiguousarray(rgb)
+    rgb = _orient(rgb, orientation)
+    alpha_f = _orient(None if alpha is None else _as_float(alpha), orientation)
+    h, w = rgb.shape[:2]
+    return Photo(rgb=rgb, alpha=alpha_f, icc_profile=icc,
+                 exif=exifmod.normalized(raw_exif, w, h), dpi=dpi,
+                 bit_depth=16 if bits > 8 else 8, format=fmt, source=p)
+
+
+def probe_image(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Describe an image from its headers, without decoding its pixels.
+
+    Keys: path, width, height (as displayed, i.e. after the EXIF orientation), format, mode,
+    bits (per channel), orientation, icc, exif, alpha (booleans).
+    """
+    p = Path(path)
+    _check_input(p)
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed below, after the mmap
+    except OSError as e:
+        raise _read_error(p, e.strerror or "the file cannot be read") from None
+    with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        im = _open_pillow(p, f)
+        with im:
+            fmt = _PILLOW_FORMATS[im.format or ""]
+            raw_exif = _raw_exif(im, fmt, exifmod.bytes_reader(mm))
+            orientation = exifmod.orientation(raw_exif)
+            mode = im.mode
+            alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+            if mode.startswith("I;16") or mode == "I":
+                mode = "L"
+            if fmt in _SIXTEEN_BIT and mode == "RGB" and _tiff_tag(im, 338) is not None:
+                mode, alpha = "RGBA", True  # Pillow reads 16-bit RGBA TIFF as RGB
+            w, h = im.size
+            if orientation >= 5:
+                w, h = h, w
+            return {"path": str(path), "width": w, "height": h, "format": fmt, "mode": mode,
+                    "bits": _source_bits(im, fmt, bytes(mm[:32])), "orientation": orientation,
+                    "icc": bool(im.info.get("icc_profile")), "exif": raw_exif is not None,
+                    "alpha": alpha}
+
+
+# --- pixel conversion for writing -----------------------------------------------------------
+def _row_blocks(a: np.ndarray) -> Iterator[slice]:
+    row = max(1, a[0].nbytes * 4 if a.shape[0] else 1)
+    step = max(1, _CHUNK_BYTES // row)
+    for i in range(0, a.shape[0], step):
+        yield slice(i, i + step)
+
+
+def _to_int(a: np.ndarray, bits: int) -> np.ndarray:
+    """Full-scale uint8/uint16 from float [0,1] (clipped, rounded) or the other integer type."""
+    target = np.uint8 if bits == 8 else np.uint16
+    if a.dtype == target:
+        return a
+    if a.dtype == np.uint8:
+        return a.astype(np.uint16) * 257
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    full = float(np.iinfo(target).max)
+    out = np.empty(a.shape, target)
+    for s in _row_blocks(a):
+        blk = np.nan_to_num(a[s].astype(np.float32), nan=0.0)
+        np.clip(blk, 0.0, 1.0, out=blk)
+        blk *= full
+        blk += 0.5
+        out[s] = blk
+    return out
+
+
+def _composite(photo: Photo, background: tuple[float, float, float], bits: int) -> np.ndarray:
+    """Colour over a flat background, for formats without alpha."""
+    assert photo.alpha is not None
+    bg = np.asarray(background, np.float32)
+    out = np.empty(photo.rgb.shape, np.uint8 if bits == 8 else np.uint16)
+    for s in _row_blocks(photo.rgb):
+        a = _as_float(photo.alpha[s])[..., None]
+        out[s] = _to_int(_as_float(photo.rgb[s]) * a + bg * (1.0 - a), bits)
+    return out
+
+
+# --- encoders -------------------------------------------------------------------------------
+@dataclass
+class _Job:
+    """Everything an encoder needs, already converted."""
+
+    rgb: np.ndarray  # uint8 or uint16, H×W×3
+    alpha: np.ndarray | None  # same dtype, H×W
+    icc: bytes | None
+    exif: bytes | None
+    dpi: tuple[float, float] | None
+    quality: int
+    subsampling: str
+    lossless: bool
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+
+def _encode_png(job: _Job, f: BinaryIO) -> None:
+    px = (cv2.cvtColor(np.dstack([job.rgb, job.alpha]), cv2.COLOR_RGBA2BGRA)
+          if job.alpha is not None else cv2.cvtColor(job.rgb, cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(".png", px, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise OSError(errno.EIO, "the PNG encoder failed")
+    png = memoryview(buf)
+    ihdr_end = 8 + 12 + 13  # signature, then the IHDR chunk that OpenCV always writes first
+    chunks = b""
+    if job.icc:
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(job.icc))
+    if job.dpi:
+        ppm = [max(1, round(d / 0.0254)) for d in job.dpi]
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1))
+    if job.exif:
+        chunks += _png_chunk(b"eXIf", job.exif[len(exifmod.PREFIX):])
+    f.write(png[:ihdr_end])
+    f.write(chunks)
+    f.write(png[ihdr_end:])
+
+
+def _pillow_image(job: _Job) -> Image.Image:
+    if job.alpha is not None:
+        return Image.fromarray(np.dstack([job.rgb, job.alpha]), "RGBA")
+    return Image.fromarray(job.rgb, "RGB")
+
+
+def _pillow_meta(job: _Job) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if job.icc:
+        meta["icc_profile"] = job.icc
+    if job.exif:
+        meta["exif"] = job.exif
+    return meta
+
+
+def _encode_jpeg(job: _Job, f: BinaryIO) -> None:
+    extra = _pillow_meta(job)
+    if job.dpi:
+        extra["dpi"] = job.dpi
+    _pillow_image(job).save(f, "JPEG", quality=job.quality, subsampling=job.subsampling,
+                            **extra)
+
+
+def _encode_webp(job: _Job, f: BinaryIO) -> None:
+    # exact: keep the colour under fully transparent pixels, so lossless is lossless.
+    _pillow_image(job).save(f, "WEBP", quality=job.quality, lossless=job.lossless,
+                            exact=job.lossless, **_pillow_meta(job))
+
+
+def _encode_bmp(job: _Job, f: BinaryIO) -> None:
+    _pillow_image(job).save(f, "BMP", **({"dpi": job.dpi} if job.dpi else {}))
+
+
+def _encode_tiff(job: _Job, f: BinaryIO) -> None:
+    import tifffile
+
+    px = np.dstack([job.rgb, job.alpha]) if job.alpha is not None else job.rgb
+    order = exifmod.byte_order(job.exif) or "<"
+    big = px.nbytes > 3_900_000_000  # classic TIFF offsets end at 4 GiB
+    options: dict[str, Any] = {}
+    if job.dpi:
+        options.update(resolution=job.dpi, resolutionunit="INCH")
+    if job.alpha is not None:
+        options["extrasamples"] = ["unassalpha"]
+    if big and job.icc:
+        options["iccprofile"] = job.icc
+    tifffile.imwrite(f, px, photometric="rgb", compression="zlib", predictor=True,
+                     metadata=None, software=False, byteorder=order, bigtiff=big, **options)
+    if big:
+        if job.exif:
+            warnings.warn("EXIF is not written to TIFF files above 4 GB.", stacklevel=4)
+        return
+    f.flush()
+    try:
+        exifmod.add_to_tiff(f, job.exif, job.icc)
+    except exifmod.ExifFormatError:
+        exifmod.add_to_tiff(f, None, job.icc)  # unreadable EXIF: keep the profile at least
+
+
+_ENCODERS: dict[str, Callable[[_Job, BinaryIO], None]] = {
+    "PNG": _encode_png, "JPEG": _encode_jpeg, "WEBP": _encode_webp, "TIFF": _encode_tiff,
+    "BMP": _encode_bmp,
+}
+
+
+# --- writing --------------------------------------------------------------------------------
+def _write_error(path: Path, e: OSError) -> WriteError:
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return DiskFullError(f"Cannot write {path}: no space left on the disk.")
+    if isinstance(e, PermissionError):
+        return WriteError(f"Cannot write {path}: permission denied.")
+    if isinstance(e, FileNotFoundError) and not path.parent.is_dir():
+        return WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    return WriteError(f"Cannot write {path}: {e.strerror or e}.")
+
+
+def _output_format(path: Path, format: str | None) -> str:
+    name = (format or _SUFFIXES.get(path.suffix.lower(), "")).upper()
+    name = {"JPG": "JPEG", "TIF": "TIFF"}.get(name, name)
+    if name not in WRITE_FORMATS:
+        what = f"format {format!r}" if format else f"the extension {path.suffix or '(none)'!r}"
+        raise UnsupportedFormatError(
+            f"Cannot write {path}: {what} is not one Finescale writes (PNG, JPEG, WebP, TIFF, "
+            "BMP).")
+    return name
+
+
+def _is_source(photo: Photo, path: Path) -> bool:
+    if photo.source is None:
+        return False
+    try:
+        return os.path.samefile(photo.source, path)
+    except OSError:
+        return Path(os.path.abspath(photo.source)) == Path(os.path.abspath(path))
+
+
+def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: bool) -> None:
+    """Encode into a temporary file beside ``path``, fsync it, and rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)  # reopened by name: tifffile wants a file object that has a path
+    done = False
+    try:
+        with open(tmp, "w+b") as f:
+            encode(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if another writer got there first
+            except FileExistsError:
+                raise OutputExistsError(
+                    f"Refusing to write {path}: the file already exists.") from None
+            except OSError:  # file systems without hard links
+                if path.exists():
+                    raise OutputExistsError(
+                        f"Refusing to write {path}: the file already exists.") from None
+                os.replace(tmp, path)
+        done = True
+    finally:
+        if not done or os.path.exists(tmp):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    with contextlib.suppress(OSError):  # make the rename itself durable where we can
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None = None,
+                quality: int = 95, *, subsampling: str = "4:2:0", lossless: bool = False,
+                bit_depth: int | None = None,
+                background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                overwrite: bool = True) -> Path:
+    """Write ``photo`` to ``path`` atomically, keeping its profile, EXIF, DPI and alpha.
+
+    ``format`` defaults to the extension's. 16-bit output when ``bit_depth`` (default: the
+    photo's) is 16 and the format is PNG or TIFF. Formats without alpha (JPEG, BMP) get the
+    photo composited on ``background`` and an :class:`AlphaDroppedWarning`. Refuses the
+    photo's own source file (SameFileError) and, with ``overwrite=False``, an existing file
+    (OutputExistsError); a full disk gives DiskFullError. Returns the path written.
+    """
+    p = Path(path)
+    fmt = _output_format(p, format)
+    if bit_depth not in (None, 8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
+    if bit_depth == 16 and fmt not in _SIXTEEN_BIT:
+        raise UnsupportedFormatError(f"Cannot write {p}: {fmt} holds 8 bits per channel only.")
+    if subsampling not in _SUBSAMPLING:
+        raise ValueError(f"subsampling must be one of {', '.join(_SUBSAMPLING)}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1..100, not {quality}")
+    if _is_source(photo, p):
+        raise SameFileError(
+            f"Refusing to write {p}: it is the input file, and originals are never overwritten.")
+    if p.is_dir():
+        raise WriteError(f"Cannot write {p}: it is a folder.")
+    if not overwrite and p.exists():
+        raise OutputExistsError(f"Refusing to write {p}: the file already exists.")
+    if max(photo.width, photo.height) > _MAX_SIDE[fmt]:
+        raise WriteError(f"Cannot write {p}: {fmt} images are at most {_MAX_SIDE[fmt]} pixels "
+                         f"on a side and this one is {photo.width}x{photo.height}.")
+
+    bits = (bit_depth or photo.bit_depth) if fmt in _SIXTEEN_BIT else 8
+    if photo.alpha is not None and fmt not in _WITH_ALPHA:
+        warnings.warn(f"{p.name}: {fmt} has no transparency; the image was placed on a "
+                      "background colour.", AlphaDroppedWarning, stacklevel=2)
+        rgb, alpha = _composite(photo, background, bits), None
+    else:
+        rgb = _to_int(photo.rgb, bits)
+        alpha = None if photo.alpha is None else _to_int(photo.alpha, bits)
+    exif = exifmod.normalized(photo.exif, photo.width, photo.height)
+    if fmt == "JPEG" and exif and len(exif) > 65_533:
+        warnings.warn(f"{p.name}: the EXIF block is too large for JPEG and was left out.",
+                      stacklevel=2)
+        exif = None
+    job = _Job(rgb=np.ascontiguousarray(rgb), alpha=alpha, icc=photo.icc_profile, exif=exif,
+               dpi=photo.dpi, quality=quality, subsampling=subsampling, lossless=lossless)
+    try:
+        _atomic_write(p, lambda f: _ENCODERS[fmt](job, f), overwrite)
+    except OSError as e:
+        raise _write_error(p, e) from None
+    return p
