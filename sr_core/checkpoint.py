@@ -79,13 +79,19 @@ def _read_pickle(p: Path) -> Any:
 
 
 def _unsafe_global(message: str) -> str:
-    m = re.search(r"(?:Unsupported global|GLOBAL|Unsupported operand)[: ]+([^\s.,;]+(?:\.[^\s,;]+)*)", message)
-    return m.group(0).rstrip(".") if m else ""
+    # torch words it "Unsupported global: GLOBAL io.open was not an allowed global ..."
+    m = re.search(r"Unsupported (global|operand)[: ]+(?:GLOBAL )?([\w.]+)", message)
+    if not m:
+        return ""
+    return f"it references {m.group(2)}" if m.group(1) == "global" else f"operand {m.group(2)}"
 
 
 def _first_line(e: BaseException) -> str:
+    """The first sentence of an exception's text, for a one-sentence user message."""
     text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]
+    first = text[0] if text else type(e).__name__
+    first = re.split(r"(?<=[a-z0-9])\. ", first, maxsplit=1)[0].rstrip(".")
+    return first[:160]
 
 
 def unwrap_state_dict(obj: Any, origin: str = "checkpoint") -> dict[str, torch.Tensor]:
