@@ -15,6 +15,7 @@ Everything that can fail because of the user, the network or the disk raises a
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -245,7 +246,7 @@ def get(model_id: str) -> Entry:
     if model_id in imported:
         return imported[model_id]
     known = sorted([*models, *imported])
-    close = [k for k in known if model_id.lower() in k or k in model_id.lower()][:3]
+    close = difflib.get_close_matches(model_id.lower(), known, n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ModelNotFoundError(
         f"'{model_id}' is neither a file nor a known model{hint}; "
@@ -380,6 +381,7 @@ def _store(e: Entry, raw: Path, digest: str, *, source: str, verified: bool, che
     if check_arch:
         _check_family(e, sd, raw.name)
     out = _weights(e.id)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         # clone(): safetensors refuses tensors that share storage, as tied weights may.
