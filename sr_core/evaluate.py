@@ -159,7 +159,7 @@ def model_resolver(model: Any, protocol: str = "whole", device: Any = "cpu") -> 
         x = x.unsqueeze(0).to(device)
         with torch.inference_mode():
             y = model(x) if forward is model else forward(model, x)
-        y = y[0].float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+            y = y[0].float().clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
         return y.permute(1, 2, 0).cpu().numpy()
 
     return run

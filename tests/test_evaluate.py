@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
+from sr_core.archs.layers import ArchInfo
 from sr_core.cli import main
+from sr_core.errors import FinescaleError
 from sr_core.evaluate import evaluate, make_lr, read_rgb8
-from sr_core.metrics import imresize, modcrop, psnr
+from sr_core.metrics import imresize, modcrop, psnr, ssim
+from sr_core.models import SRModel
 
 # EVALUATION.md, bicubic under the protocol (LR upscaled back with the same imresize).
 BICUBIC_SET5 = {2: 33.649, 3: 30.386, 4: 28.419}
@@ -49,6 +55,34 @@ def test_bicubic_scores_follow_the_protocol(tiny_set: Path) -> None:
         sr = np.clip(np.floor(imresize(lr.astype(float), 4) + 0.5), 0, 255).astype(np.uint8)
         assert score.psnr == pytest.approx(psnr(sr, hr, shave=4), abs=1e-9)
     assert row.psnr == pytest.approx(np.mean([s.psnr for s in row.per_image]))
+
+
+def _tiny_model() -> SRModel:
+    """A 3x3 conv + PixelShuffle x2 network behind the SRModel convention."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2))
+    family = SimpleNamespace(INFO=ArchInfo(name="tiny", title="Tiny", input_range=(0.0, 1.0)),
+                             estimate_memory=lambda config, h, w, dtype_bytes=4: 0)
+    return SRModel(net, family, SimpleNamespace(variant="", scale=2)).eval()
+
+
+def test_model_scores_follow_the_protocol(tiny_set: Path) -> None:
+    model = _tiny_model()
+    res = evaluate(model, [tiny_set], 2, device="cpu")
+    assert (res.model, res.protocol) == ("Tiny x2", "whole")
+    for p, score in zip(sorted(tiny_set.glob("*.png")), res.results[0].per_image, strict=True):
+        hr = modcrop(read_rgb8(p), 2)
+        x = torch.from_numpy(imresize(hr, 1 / 2).transpose(2, 0, 1).copy()).float()[None] / 255
+        with torch.no_grad():
+            y = model(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+        sr = np.round(y * 255).astype(np.uint8)  # float32 LR/255 in, clamp, 8 bits out
+        assert score.psnr == pytest.approx(psnr(sr, hr, shave=2), abs=1e-9)
+        assert score.ssim == pytest.approx(ssim(sr, hr, shave=2), abs=1e-12)
+
+
+def test_model_of_another_scale_is_refused(tiny_set: Path) -> None:
+    with pytest.raises(FinescaleError, match=r"Tiny x2 upscales x2, but x4"):
+        evaluate(_tiny_model(), [tiny_set], 4)
 
 
 def test_grey_files_become_three_equal_channels(tiny_set: Path) -> None:
