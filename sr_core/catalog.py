@@ -364,10 +364,15 @@ def ensure_model(model_id: str, *, progress: Progress | None = None,
 
 
 def _remember_hash(mid: str, digest: str, filename: str) -> None:
-    trust = _trust()
-    trust[mid] = {"sha256": digest, "file": filename,
-                  "first_seen": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_json(paths.cache_dir() / "trust.json", trust)
+    from filelock import FileLock
+
+    locks = paths.cache_dir() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / "trust.json.lock")):  # other models may record theirs meanwhile
+        trust = _trust()
+        trust[mid] = {"sha256": digest, "file": filename,
+                      "first_seen": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        _write_json(paths.cache_dir() / "trust.json", trust)
 
 
 def _store(e: Entry, raw: Path, digest: str, *, source: str, verified: bool, check_arch: bool,

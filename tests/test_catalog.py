@@ -351,6 +351,22 @@ def test_import_of_a_foreign_architecture_explains_spandrel(cache, tmp_path, mon
     assert not cache.exists() or _weights_files(cache) == []
 
 
+def test_import_of_a_foreign_architecture_through_spandrel(cache, tmp_path):
+    spandrel = pytest.importorskip("spandrel", reason="optional extra finescale[community]")
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=16, num_blocks=1, scale=4).eval()
+    src = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, src)
+    entry = catalog.import_checkpoint(src)
+    assert (entry.id, entry.arch, entry.scale, entry.community) == ("tiny", "esrgan", 4, True)
+    model = load_model("tiny")  # the same SRModel convention as our own families
+    x = torch.rand(1, 3, 20, 23)
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=1e-6)
+    assert model.name == "ESRGAN x4" and spandrel.__version__
+
+
 # --- the command line ---------------------------------------------------------------------------
 def test_cli_models_list_download_verify_remove(cache, server, capsys):
     assert main(["models", "list", "--json"]) == 0
