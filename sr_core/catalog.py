@@ -34,6 +34,7 @@ from .errors import (
     FinescaleError,
     ModelNotFoundError,
     UnknownArchitectureError,
+    WriteError,
 )
 
 if sys.version_info >= (3, 11):
@@ -336,8 +337,7 @@ def ensure_model(model_id: str, *, progress: Progress | None = None,
         raise ModelNotFoundError(
             f"{e.id}: the imported weights are gone from the cache; import the file again."
         )
-    cache = paths.cache_dir()
-    (cache / ".locks").mkdir(parents=True, exist_ok=True)
+    cache = _writable_cache(e.id)
     with FileLock(str(cache / ".locks" / f"{e.id}.lock")):
         if is_installed(e.id):  # another process finished while we waited
             return _weights(e.id)
@@ -361,6 +361,19 @@ def ensure_model(model_id: str, *, progress: Progress | None = None,
         if not e.pinned and not trusted:
             _remember_hash(e.id, got.sha256, raw.name)
         return _weights(e.id)
+
+
+def _writable_cache(mid: str) -> Path:
+    cache = paths.cache_dir()
+    try:
+        (cache / ".locks").mkdir(parents=True, exist_ok=True)
+        probe = cache / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise WriteError(f"{mid}: cannot write to the model cache {cache} ({e.strerror or e}); "
+                         f"set {paths.CACHE_ENV} to a writable folder.") from e
+    return cache
 
 
 def _remember_hash(mid: str, digest: str, filename: str) -> None:
@@ -496,6 +509,7 @@ def import_checkpoint(path: str | os.PathLike[str], name: str | None = None) -> 
 
     src = Path(path)
     sd = read_state_dict(src)  # refuses missing, empty and unsafe files first
+    _writable_cache(name or src.name)
     digest = sha256_file(src)
     models, _ = _catalogue()
     if name is None:

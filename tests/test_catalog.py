@@ -161,6 +161,17 @@ def test_missing_file_on_the_server_is_a_404_naming_the_model(cache, server):
     assert _weights_files(cache) == []
 
 
+def test_unwritable_cache_is_one_clear_sentence(tmp_path, monkeypatch, hpinet_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(paths.CACHE_ENV, str(blocker / "models"))
+    with pytest.raises(FinescaleError, match="hpinet-m-x4: cannot write to the model cache .*"
+                                             "set FINESCALE_CACHE_DIR to a writable folder"):
+        catalog.ensure_model("hpinet-m-x4")
+    with pytest.raises(FinescaleError, match="cannot write to the model cache"):
+        catalog.import_checkpoint(hpinet_dir / "HPINet-S-x4.pth")
+
+
 def test_models_without_a_direct_link_say_how_to_import_them(cache):
     with pytest.raises(ModelNotFoundError, match="no direct download for HAT_SRx2.pth; get it from "
                                                  "https://drive.google.com/.* --name hat-x2"):
