@@ -20,8 +20,8 @@ import errno
 import io
 import mmap
 import os
+import secrets
 import struct
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms
 
 from . import exif as exifmod
 from .errors import (
@@ -71,10 +71,6 @@ _CHUNK_BYTES = 64 << 20  # pixel conversions work on row blocks of about this si
 # Relative colorimetric with black-point compensation is what photo editors use by default.
 _RELATIVE_COLORIMETRIC = 1
 _BLACK_POINT_COMPENSATION = 0x2000
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
 
 
 class AlphaDroppedWarning(UserWarning):
@@ -187,8 +183,9 @@ def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return Image.open(fp, formats=list(READ_FORMATS))
-    except (UnidentifiedImageError, SyntaxError, OSError, ValueError, EOFError,
-            struct.error, IndexError, KeyError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # Pillow's plugins raise many types for damaged headers
         fp.seek(0)
         head = fp.read(512)
         if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
@@ -505,7 +502,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 def _encode_png(job: _Job, f: BinaryIO) -> None:
     px = (cv2.cvtColor(np.dstack([job.rgb, job.alpha]), cv2.COLOR_RGBA2BGRA)
           if job.alpha is not None else cv2.cvtColor(job.rgb, cv2.COLOR_RGB2BGR))
-    ok, buf = cv2.imencode(".png", px, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    # Level 3: on a noisy 24 MP photo level 6 took ~40% longer for a file 2.5% smaller.
+    ok, buf = cv2.imencode(".png", px, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise OSError(errno.EIO, "the PNG encoder failed")
     png = memoryview(buf)
@@ -548,8 +546,11 @@ def _encode_jpeg(job: _Job, f: BinaryIO) -> None:
 
 def _encode_webp(job: _Job, f: BinaryIO) -> None:
     # exact: keep the colour under fully transparent pixels, so lossless is lossless.
+    meta = _pillow_meta(job)
+    if job.exif:  # the RIFF EXIF chunk holds the TIFF structure without the JPEG prefix
+        meta["exif"] = job.exif[len(exifmod.PREFIX):]
     _pillow_image(job).save(f, "WEBP", quality=job.quality, lossless=job.lossless,
-                            exact=job.lossless, **_pillow_meta(job))
+                            exact=job.lossless, **meta)
 
 
 def _encode_bmp(job: _Job, f: BinaryIO) -> None:
@@ -619,17 +620,28 @@ def _is_source(photo: Photo, path: Path) -> bool:
         return Path(os.path.abspath(photo.source)) == Path(os.path.abspath(path))
 
 
+def _create_temporary(path: Path) -> Path:
+    """A new empty hidden file beside ``path`` (same file system, so the rename is atomic)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            # Mode 0o666 lets the umask decide, as for any new file (mkstemp would give 0o600).
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: bool) -> None:
     """Encode into a temporary file beside ``path``, fsync it, and rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)  # reopened by name: tifffile wants a file object that has a path
+    tmp = _create_temporary(path)
     done = False
     try:
-        with open(tmp, "w+b") as f:
+        with open(tmp, "w+b") as f:  # a named file object: tifffile wants a path
             encode(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
         if overwrite:
             os.replace(tmp, path)
         else:
