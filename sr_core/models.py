@@ -155,7 +155,14 @@ def detect(sd: Mapping[str, torch.Tensor], *, arch: str | None = None,
         if not fams:
             names = ", ".join(f.INFO.name for f in families())
             raise UnknownArchitectureError(f"{origin}: unknown architecture '{arch}' (known: {names}).")
-    hits = [(f, c) for f in fams for c in [f.detect(sd)] if c is not None]
+    hits = []
+    for f in fams:
+        try:
+            c = f.detect(sd)
+        except CheckpointError as e:  # a family recognised the weights but refuses them
+            raise type(e)(f"{origin}: {e}") from e
+        if c is not None:
+            hits.append((f, c))
     if not hits:
         keys = sorted(sd)
         sample = ", ".join(keys[:4])
