@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import FinescaleError
@@ -54,6 +56,138 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"{r['path']}: {r['width']}x{r['height']} {r['format']} {r['mode']} "
                   f"{r['bits']}-bit, orientation {r['orientation']}"
                   + (f", {' '.join(flags)}" if flags else ""))
+    return 1 if failed else 0
+
+
+# --- upscale --------------------------------------------------------------------------------
+_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
+            "tiff": "TIFF"}
+
+
+def _add_upscale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upscale", help="upscale images with a super-resolution model",
+                       description="Upscale images. Outputs go beside each input as "
+                                   "<stem>_x<scale>.<ext> unless -o or --out-dir says otherwise; "
+                                   "inputs are never modified.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="OUT", help="output file (one input only)")
+    where.add_argument("--out-dir", metavar="DIR", help="folder for the outputs")
+    p.add_argument("-m", "--model", help="checkpoint file or catalogue id (default: the "
+                                         "catalogue's default model)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=float, help="output scale, e.g. 1.5 (default: the model's)")
+    size.add_argument("--width", type=int, help="output width in pixels (keeps the aspect ratio)")
+    size.add_argument("--height", type=int, help="output height in pixels (keeps the aspect ratio)")
+    p.add_argument("--tile", default="auto", metavar="N|auto|0",
+                   help="largest tile side in pixels, 'auto' (fit the memory) or 0 (whole image)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff"),
+                   help="output format (default: the output name's, else the input's)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--json", action="store_true", help="print a JSON list of results")
+    p.set_defaults(handler=_cmd_upscale)
+
+
+def _default_model() -> str:
+    """The model ``upscale`` runs when ``-m`` is not given (the one place that decides it)."""
+    from . import catalog
+
+    pick = getattr(catalog, "default_model", None)
+    if pick is None:
+        raise FinescaleError("No model given; pass one with -m (a checkpoint file or a "
+                             "catalogue id).")
+    return pick()
+
+
+def _upscale_target(args: argparse.Namespace, name: str, photo: Any, model_scale: int) -> Path:
+    """Where the upscaled ``photo``, read from ``name``, goes."""
+    src = Path(name)
+    if args.output:
+        return Path(args.output)
+    fmt = _FORMATS[args.format] if args.format else None
+    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in _EXT else ".png")
+    if args.scale is not None:
+        label = f"{args.scale:g}"
+    elif args.width is not None:
+        label = f"{args.width / photo.width:.2f}".rstrip("0").rstrip(".")
+    elif args.height is not None:
+        label = f"{args.height / photo.height:.2f}".rstrip("0").rstrip(".")
+    else:
+        label = str(model_scale)
+    folder = Path(args.out_dir) if args.out_dir else src.parent
+    return folder / f"{src.stem}_x{label}{ext}"
+
+
+def _cmd_upscale(args: argparse.Namespace) -> int:
+    import time
+    import warnings
+
+    from tqdm import tqdm
+
+    from .engine import Upscaler
+    from .errors import OutputExistsError, SameFileError
+    from .imageio import read_image, write_image
+
+    if args.output and len(args.inputs) > 1:
+        _error("-o/--output names one file; use --out-dir for several inputs.")
+        return 2
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+
+    def say(message: str) -> None:
+        tqdm.write(f"finescale: {message}", file=sys.stderr)
+
+    up = Upscaler(args.model or _default_model(), device=args.device,
+                  precision=args.precision, tile=args.tile, on_message=say)
+    fmt = _FORMATS[args.format] if args.format else None
+    results, failed = [], 0
+    for name in args.inputs:
+        row: dict[str, object] = {"input": name, "output": None, "ok": False}
+        started = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                photo = read_image(name)
+                dest = _upscale_target(args, name, photo, up.model.scale)
+                if dest.resolve() == Path(name).resolve():
+                    raise SameFileError(f"Refusing to write {dest}: it is the input file, and "
+                                        "originals are never overwritten.")
+                if dest.exists() and not args.overwrite:
+                    raise OutputExistsError(f"Refusing to write {dest}: the file already "
+                                            "exists (pass --overwrite to replace it).")
+                with tqdm(total=None, unit="tile", desc=Path(name).name, file=sys.stderr,
+                          dynamic_ncols=True, leave=False) as bar:
+                    def progress(done: int, total: int, _eta: float, bar: tqdm = bar) -> None:
+                        bar.total = total
+                        bar.update(done - bar.n)
+
+                    out = up.upscale(photo, progress=progress, scale=args.scale,
+                                     width=args.width, height=args.height)
+                del photo
+                written = write_image(out, dest, format=fmt, quality=args.quality,
+                                      overwrite=args.overwrite)
+            for w in caught:
+                if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
+                    say(f"{Path(name).name}: {w.message}")
+            row.update(output=str(written), ok=True, width=out.width, height=out.height,
+                       seconds=round(time.perf_counter() - started, 3), model=up.model.name,
+                       device=str(up.device))
+            if not args.json:
+                print(f"{name} -> {written} ({out.width}x{out.height})")
+            del out
+        except FinescaleError as e:
+            if args.debug:
+                raise
+            failed += 1
+            row["error"] = str(e)
+            _error(str(e))
+        results.append(row)
+    if args.json:
+        _print_json(results)
     return 1 if failed else 0
 
 
@@ -310,7 +444,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_info, _add_train, _add_eval, _add_bench, _add_models,
+    _add_info, _add_upscale, _add_train, _add_eval, _add_bench, _add_models,
 ]
 
 
