@@ -122,3 +122,12 @@ def scatter_add_patch_tokens(tokens: torch.Tensor, rows: list[int], cols: list[i
     out = tokens.new_zeros(b, height * width, c)
     out.index_add_(1, idx, tokens.reshape(b, n * pp, c))
     return out.view(b, height, width, c)
+
+
+def patch_coverage(rows: list[int], cols: list[int], patch: int, height: int, width: int,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """How many patches cover each pixel, ``(H, W)`` int64 (for count-normalised sums)."""
+    ar = torch.arange(patch, device=device)
+    r = (torch.tensor(rows, device=device)[:, None] + ar).reshape(-1)
+    c = (torch.tensor(cols, device=device)[:, None] + ar).reshape(-1)
+    return torch.bincount(r, minlength=height)[:, None] * torch.bincount(c, minlength=width)
