@@ -441,10 +441,128 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- batch ----------------------------------------------------------------------------------
+_BATCH_FIELDS = (
+    ("stem", "input file name without its extension"),
+    ("ext", "output extension without the dot"),
+    ("in_ext", "input extension without the dot"),
+    ("scale", "upscale factor"),
+    ("model", "model short name, e.g. HPINet-M"),
+    ("width", "output width in pixels"),
+    ("height", "output height in pixels"),
+    ("in_width", "input width in pixels"),
+    ("in_height", "input height in pixels"),
+    ("folder", "name of the input's folder"),
+)
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    fields = "\n".join(f"  {{{name}}}{' ' * (12 - len(name))}{text}"
+                       for name, text in _BATCH_FIELDS)
+    p = sub.add_parser(
+        "batch", help="upscale every image in a folder; resumes after a crash",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Upscale the images of IN_DIR into OUT_DIR. Hidden and system files are "
+                    "ignored, other files are listed as skipped with the reason. Outputs are "
+                    "written atomically and OUT_DIR/finescale-report.json records every file, "
+                    "so running the same command again after a crash or Ctrl-C redoes only "
+                    "the unfinished files.",
+        epilog=f"name template fields (default: {{stem}}_x{{scale}}_{{model}}.{{ext}}):\n"
+               f"{fields}\nPython format specs work, e.g. {{width:05d}}.")
+    p.add_argument("in_dir", metavar="IN_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="may be IN_DIR or inside it")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="include sub-folders (mirrored under OUT_DIR)")
+    p.add_argument("-m", "--model", help="checkpoint file or catalogue id (default: the "
+                                         "default model)")
+    p.add_argument("--name", default="{stem}_x{scale}_{model}.{ext}", metavar="TEMPLATE",
+                   help="output file name template (fields below)")
+    p.add_argument("--format", default="same",
+                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp"),
+                   help="output format (default: the same as each input)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality (default 95)")
+    policy = p.add_mutually_exclusive_group()
+    policy.add_argument("--skip-existing", dest="existing", action="store_const", const="skip",
+                        help="leave existing outputs alone (the default)")
+    policy.add_argument("--overwrite", dest="existing", action="store_const",
+                        const="overwrite", help="replace existing outputs")
+    policy.add_argument("--keep-both", dest="existing", action="store_const", const="number",
+                        help="keep existing outputs and give the new ones a numbered name")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=float, help="output scale (default: the model's)")
+    size.add_argument("--width", type=int, help="output width in pixels (keeps aspect ratio)")
+    size.add_argument("--height", type=int, help="output height in pixels (keeps aspect ratio)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start over even if OUT_DIR holds an unfinished run's report")
+    p.add_argument("--tile", default="auto",
+                   help="'auto', 0 (whole image) or the tile side in pixels")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_batch, existing="skip")
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import (
+        BatchOptions,
+        BatchProgress,
+        check_folders,
+        describe_plan,
+        plan_batch,
+        run_batch,
+    )
+
+    check_folders(args.in_dir, args.out_dir)
+    options = BatchOptions(recursive=args.recursive, template=args.name, format=args.format,
+                           existing=args.existing, quality=args.quality, scale=args.scale,
+                           width=args.width, height=args.height, resume=args.resume)
+    options.validate()  # before the model loads: a typo should not cost seconds
+    from . import catalog
+    from .engine import Upscaler
+
+    model = args.model or catalog.default_model()
+    up = Upscaler(model, device=args.device, precision=args.precision, tile=args.tile,
+                  on_message=lambda m: tqdm.write(f"finescale: {m}", file=sys.stderr))
+    plan = plan_batch(args.in_dir, args.out_dir, options, model=up.model)
+    print(f"{plan.in_dir}: {describe_plan(plan)}"
+          + (" (resuming an interrupted run)" if plan.resumed else ""), file=sys.stderr)
+    fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]"
+    try:
+        with tqdm(total=len(plan.jobs), unit="file", desc="batch", file=sys.stderr,
+                  dynamic_ncols=True, bar_format=fmt) as bar:
+            def progress(p: BatchProgress) -> None:
+                bar.n = p.files_done
+                eta = "?" if p.eta is None else tqdm.format_interval(p.eta)
+                what = p.current or ""
+                if p.current and p.tiles_total > 1:
+                    what += f" tile {p.tiles_done}/{p.tiles_total}"
+                bar.set_postfix_str(f"ETA {eta} {what}".rstrip(), refresh=True)
+                if p.finished is not None:
+                    for note in p.finished.notes:
+                        tqdm.write(f"finescale: {p.finished.input}: {note}", file=sys.stderr)
+
+            report = run_batch(plan, up, progress=progress)
+    except KeyboardInterrupt:
+        _error("interrupted; finished images are kept, run the same command again to go on.")
+        return 130
+    for row in report.failed:
+        _error(row.reason or f"{row.input}: failed")
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        t = report.totals()
+        print(f"{t['done']} done, {t['skipped']} skipped, {t['failed']} failed"
+              + (f", {t['pending']} not done (cancelled)" if t["pending"] else "")
+              + f"; report: {report.path}")
+    return 1 if report.failed else 0
+
+
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_info, _add_upscale, _add_train, _add_eval, _add_bench, _add_models,
+    _add_info, _add_upscale, _add_train, _add_eval, _add_bench, _add_models, _add_batch,
 ]
 
 
