@@ -551,12 +551,14 @@ def plan_batch(in_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     last = old or _report_data(plan) or {"files": []}
     earlier = {_key(dst / str(d["output"])) for d in last["files"]
                if isinstance(d, dict) and d.get("status") == "done" and d.get("output")}
-    inputs = {_key(c.found.path) for c in cands}
+    own = {c.found.rel: why for c in cands
+           for why in [_own_output(c, outputs, earlier)] if why is not None}
+    # Every other file found is an input: no output may take its path.
+    inputs = {_key(src / r) for r in seen if r not in own}
     claimed: set[str] = set()
     for c in cands:
-        own = _own_output(c, outputs, earlier)
-        if own is not None:
-            c.row.status, c.row.reason = "skipped", own
+        if c.found.rel in own:
+            c.row.status, c.row.reason = "skipped", own[c.found.rel]
             rows.append(c.row)
             continue
         prev = old_rows.get(c.found.rel)

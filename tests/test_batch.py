@@ -237,6 +237,9 @@ def test_out_dir_equal_to_in_dir_does_not_reprocess_outputs(tmp_path: Path,
     second = plan_batch(src, src, keep, model=upscaler)
     assert sorted(j.result.input for j in second.jobs) == ["img0.png", "img1.png"]
     assert all("upscaled output of" in (r.reason or "") for r in second.skipped)
+    over = plan_batch(src, src, BatchOptions(existing="overwrite"), model=upscaler)
+    assert sorted(j.output.name for j in over.jobs) == sorted(
+        _out_name(n) for n in ("img0.png", "img1.png"))  # replaces its own outputs only
     run_batch(second, upscaler)
     third = plan_batch(src, src, keep, model=upscaler)  # the "_2" copies are ours too
     assert sorted(j.result.input for j in third.jobs) == ["img0.png", "img1.png"]
