@@ -1,0 +1,719 @@
+"""The main window: drop a photo, pick a model, upscale, compare; or convert a folder.
+
+The window holds views (the options column, the compare view, the batch panel) and turns
+user actions into requests for the :class:`~app.worker.UpscaleWorker`, whose signals it
+shows. It never runs engine code itself, so it stays responsive while a model runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QRectF, QStandardPaths, Qt, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QResizeEvent,
+)
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QButtonGroup,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sr_core import __version__, catalog, paths
+
+from .batch_panel import BatchPanel, eta_text
+from .compare import CompareView
+from .display import DisplayImage
+from .models_dialog import ModelsDialog
+from .options_panel import OptionsPanel
+from .settings import Settings
+from .worker import LoadRequest, Picture, UpscaleJob, UpscaleResult, UpscaleWorker, WorkerThread
+
+APP_NAME = "Finescale"
+IMAGE_FILTER = ("Pictures (*.png *.jpg *.jpeg *.jpe *.jfif *.webp *.tif *.tiff *.bmp);;"
+                "All files (*)")
+PLACEHOLDER = ("Drop a photo anywhere on this window\n"
+               "or open one with Ctrl+O, or paste one with Ctrl+V.\n\n"
+               "Help \u2192 Open sample picture gives you one to try.")
+#: How far the unfinished part of the preview is dimmed towards grey while a run goes on.
+PREVIEW_DIM = 0.55
+
+
+def about_html() -> str:
+    """The About text: what Finescale is and each model family's licence and paper."""
+    families: dict[tuple[str, str, str], list[str]] = {}
+    for e in catalog.entries():
+        if e.origin != "catalogue":
+            continue
+        families.setdefault((e.paper, e.licence, e.source), []).append(e.title)
+    rows = []
+    for (paper, licence, source), titles in families.items():
+        rows.append(f"<li><b>{', '.join(titles)}</b><br>Licence: {licence or 'not stated'}"
+                    f"<br>Paper: {paper or 'not published'}"
+                    + (f'<br><a href="{source}">{source}</a>' if source else "") + "</li>")
+    return (f"<h3>Finescale {__version__}</h3>"
+            "<p>A photo upscaler running recent super-resolution transformers exactly as "
+            "their authors do. Finescale itself is MIT-licensed.</p>"
+            "<p>Models and their licences:</p><ul>" + "".join(rows) + "</ul>")
+
+
+def local_paths(mime: QMimeData) -> list[Path]:
+    """The local files and folders named by a drag, a drop or the clipboard."""
+    if not mime.hasUrls():
+        return []
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile()]
+
+
+def photo_from_qimage(image: QImage) -> object:
+    """A :class:`sr_core.imageio.Photo` from a QImage (a picture pasted from the clipboard)."""
+    from sr_core.imageio import Photo
+
+    rgba = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h = rgba.width(), rgba.height()
+    buf = np.frombuffer(rgba.constBits(), dtype=np.uint8, count=rgba.sizeInBytes())
+    arr = buf.reshape(h, rgba.bytesPerLine())[:, :w * 4].reshape(h, w, 4)
+    rgb = arr[..., :3].astype(np.float32) / 255.0
+    alpha = arr[..., 3]
+    a = None if image.hasAlphaChannel() is False or alpha.min() == 255 else \
+        alpha.astype(np.float32) / 255.0
+    return Photo(rgb=np.ascontiguousarray(rgb), alpha=a)
+
+
+class MessageBar(QFrame):
+    """One sentence across the top of the window: an error (red) or a notice (green)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(self)
+        close.setText("\u2715")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close)
+        self.is_error = False
+        self.hide()
+
+    def show_message(self, text: str, *, error: bool) -> None:
+        """Show ``text``; errors stay until closed or replaced."""
+        self.is_error = error
+        bg, fg = ("#fde7e9", "#8c1d18") if error else ("#e6f4ea", "#1e4620")
+        self.setStyleSheet(f"MessageBar {{ background: {bg}; border-radius: 4px; }} "
+                           f"QLabel {{ color: {fg}; }}")
+        self.label.setText(text)
+        self.show()
+
+    def text(self) -> str:
+        """The sentence shown ('' when hidden)."""
+        return self.label.text() if self.isVisible() else ""
+
+
+class DropOverlay(QWidget):
+    """Drag-and-drop feedback: a frame over the window saying what a drop will do."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.text = ""
+        self.hide()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's naming
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), QColor(20, 60, 120, 90))
+        box = QRectF(self.rect()).adjusted(16, 16, -16, -16)
+        pen = QPen(QColor(255, 255, 255, 230), 3, Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.drawRoundedRect(box, 14, 14)
+        font = p.font()
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        p.setFont(font)
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.text)
+        p.end()
+
+
+class MainWindow(QMainWindow):
+    """Finescale's window. ``settings`` defaults to the user's (QSettings)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.picture: Picture | None = None
+        self.result: UpscaleResult | None = None
+        self._job: UpscaleJob | None = None
+        self._load: LoadRequest | None = None
+        self._preview: DisplayImage | None = None
+        self._models_dialog: ModelsDialog | None = None
+
+        self._thread = WorkerThread(UpscaleWorker(), "finescale-upscale")
+        w: UpscaleWorker = self._thread.worker  # type: ignore[assignment]
+        w.loaded.connect(self._on_loaded)
+        w.status.connect(self._on_status)
+        w.download.connect(self._on_download)
+        w.progress.connect(self._on_progress)
+        w.tile.connect(self._on_tile)
+        w.finished.connect(self._on_finished)
+        w.failed.connect(self._on_failed)
+        w.cancelled.connect(self._on_cancelled)
+
+        self._build()
+        self._build_actions()
+        self.setAcceptDrops(True)
+        for child in self.findChildren(QLineEdit) + self.findChildren(QAbstractSpinBox):
+            child.setAcceptDrops(False)  # a drop anywhere opens the picture
+        self._update_title()
+        self._update_buttons()
+        geometry = self.settings.geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 820)
+        self.compare.set_mode(self.settings.get("compare_mode"))
+        self._sync_mode_buttons()
+        w.submit(None)  # import torch in the worker's thread now, not on the first click
+
+    # --- layout -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.options = OptionsPanel(self.settings, self)
+        self.options.manage_models.connect(self.show_models)
+        self.options.changed.connect(self._update_buttons)
+        scroll = QScrollArea(self)
+        scroll.setWidget(self.options)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumWidth(300)
+        scroll.setMaximumWidth(420)
+
+        self.compare = CompareView(self)
+        self.compare.set_placeholder(PLACEHOLDER)
+        self.compare.zoom_changed.connect(self._on_zoom)
+        self.picture_tab = QWidget(self)
+        pic = QVBoxLayout(self.picture_tab)
+        pic.setContentsMargins(0, 0, 0, 0)
+        pic.addLayout(self._build_view_bar())
+        pic.addWidget(self.compare, 1)
+        pic.addWidget(self._build_run_bar())
+
+        self.batch = BatchPanel(self.settings, self.options.choice, self)
+        self.batch.message.connect(lambda text, err: self.message.show_message(text, error=err))
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self.picture_tab, "Picture")
+        self.tabs.addTab(self.batch, "Batch")
+
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split.addWidget(scroll)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(1, 1)
+        split.setCollapsible(1, False)
+        self.message = MessageBar(self)
+        central = QWidget(self)
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(8, 8, 8, 8)
+        lay.addWidget(self.message)
+        lay.addWidget(split, 1)
+        self.setCentralWidget(central)
+        self.overlay = DropOverlay(central)
+        self.statusBar().showMessage("Ready.")
+
+    def _tool(self, text: str, tip: str, slot: object, *, checkable: bool = False) -> QToolButton:
+        b = QToolButton(self)
+        b.setText(text)
+        b.setToolTip(tip)
+        b.setCheckable(checkable)
+        b.clicked.connect(slot)
+        return b
+
+    def _build_view_bar(self) -> QHBoxLayout:
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 4, 0, 4)
+        bar.addWidget(self._tool("Open\u2026", "Open a picture (Ctrl+O)", self.open_dialog))
+        bar.addWidget(self._tool("Paste", "Paste a picture from the clipboard (Ctrl+V)",
+                                 self.paste))
+        bar.addSpacing(16)
+        self.side_button = self._tool("Side by side", "Original and result next to each other",
+                                      lambda: self.set_compare_mode("side"), checkable=True)
+        self.wipe_button = self._tool("Slider", "One picture with a slider between original "
+                                      "and result", lambda: self.set_compare_mode("wipe"),
+                                      checkable=True)
+        group = QButtonGroup(self)
+        group.addButton(self.side_button)
+        group.addButton(self.wipe_button)
+        self.flip_button = self._tool("Flip", "Swap original and result (Space)", self.flip)
+        for b in (self.side_button, self.wipe_button, self.flip_button):
+            bar.addWidget(b)
+        bar.addStretch(1)
+        for text, tip, slot in (
+                ("Fit", "Fit the picture in the view (Ctrl+0)", self.compare.fit),
+                ("100 %", "One result pixel per screen pixel (Ctrl+1)",
+                 lambda: self.compare.set_zoom(1.0)),
+                ("200 %", "Two screen pixels per result pixel (Ctrl+2)",
+                 lambda: self.compare.set_zoom(2.0)),
+                ("\u2212", "Zoom out (Ctrl+-)", self.compare.zoom_out),
+                ("+", "Zoom in (Ctrl+=)", self.compare.zoom_in)):
+            bar.addWidget(self._tool(text, tip, slot))
+        self.zoom_label = QLabel("", self)
+        self.zoom_label.setMinimumWidth(56)
+        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        bar.addWidget(self.zoom_label)
+        return bar
+
+    def _build_run_bar(self) -> QWidget:
+        box = QWidget(self)
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(0, 6, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Save to", self))
+        self.out_edit = QLineEdit(self)
+        self.out_edit.setPlaceholderText("the original's folder")
+        self.out_edit.setText(self.settings.get("out_dir"))
+        self.out_edit.editingFinished.connect(
+            lambda: self.settings.set("out_dir", self.out_edit.text().strip()))
+        browse = QPushButton("Browse\u2026", self)
+        browse.clicked.connect(self._choose_out_dir)
+        row.addWidget(self.out_edit, 1)
+        row.addWidget(browse)
+        self.show_button = QPushButton("Show in folder", self)
+        self.show_button.clicked.connect(self._show_result_folder)
+        row.addWidget(self.show_button)
+        lay.addLayout(row)
+        row2 = QHBoxLayout()
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.run_label = QLabel("", self)
+        self.run_label.setMinimumWidth(260)
+        self.upscale_button = QPushButton("Upscale", self)
+        self.upscale_button.setObjectName("primary")
+        self.upscale_button.setToolTip("Upscale the picture (Ctrl+Return)")
+        self.upscale_button.setMinimumWidth(120)
+        self.upscale_button.clicked.connect(self.upscale)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the upscale (Esc); nothing is written")
+        self.cancel_button.clicked.connect(self.cancel)
+        row2.addWidget(self.progress, 1)
+        row2.addWidget(self.run_label)
+        row2.addWidget(self.cancel_button)
+        row2.addWidget(self.upscale_button)
+        lay.addLayout(row2)
+        return box
+
+    def _action(self, menu: object, text: str, slot: object,
+                keys: tuple[QKeySequence | str | QKeySequence.StandardKey, ...] = (),
+                holder: QWidget | None = None) -> QAction:
+        a = QAction(text, holder or self)
+        if keys:
+            a.setShortcuts([QKeySequence(k) for k in keys])
+        a.triggered.connect(slot)
+        if holder is not None:  # only while the focus is inside ``holder``
+            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            holder.addAction(a)
+        else:
+            self.addAction(a)
+        if menu is not None:
+            menu.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "&Open\u2026", self.open_dialog, (QKeySequence.StandardKey.Open,))
+        self._action(f, "&Paste picture", self.paste, (QKeySequence.StandardKey.Paste,))
+        self._action(f, "Convert a &folder\u2026", self._choose_batch_folder)
+        f.addSeparator()
+        self.upscale_action = self._action(f, "&Upscale", self.upscale,
+                                           ("Ctrl+Return", "Ctrl+Enter"))
+        self.cancel_action = self._action(f, "&Cancel", self.cancel, ("Esc",))
+        f.addSeparator()
+        self._action(f, "&Quit", self.close, (QKeySequence.StandardKey.Quit, "Ctrl+Q"))
+        v = bar.addMenu("&View")
+        self._action(v, "&Side by side", lambda: self.set_compare_mode("side"))
+        self._action(v, "S&lider", lambda: self.set_compare_mode("wipe"))
+        self._action(v, "&Flip before / after", self.flip, ("Space",), holder=self.picture_tab)
+        v.addSeparator()
+        self._action(v, "Zoom &in", self.compare.zoom_in, ("Ctrl+=", "Ctrl++"))
+        self._action(v, "Zoom &out", self.compare.zoom_out, ("Ctrl+-",))
+        self._action(v, "&Fit", self.compare.fit, ("Ctrl+0",))
+        self._action(v, "&100 %", lambda: self.compare.set_zoom(1.0), ("Ctrl+1",))
+        self._action(v, "&200 %", lambda: self.compare.set_zoom(2.0), ("Ctrl+2",))
+        self._action(v, "&400 %", lambda: self.compare.set_zoom(4.0), ("Ctrl+4",))
+        m = bar.addMenu("&Models")
+        self._action(m, "&Manage models\u2026", self.show_models)
+        h = bar.addMenu("&Help")
+        self._action(h, "Open &sample picture", self.open_sample)
+        self._action(h, "&About Finescale", self.show_about)
+
+    # --- opening ----------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        """Ask for a picture and open it."""
+        start = self.settings.get("last_dir") or QStandardPaths.writableLocation(
+            QStandardPaths.StandardLocation.PicturesLocation)
+        path, _ = QFileDialog.getOpenFileName(self, "Open a picture", start, IMAGE_FILTER)
+        if path:
+            self.open_paths([Path(path)])
+
+    def open_sample(self) -> None:
+        """Open the sample picture shipped with Finescale."""
+        self.open_paths([paths.resource_path("sample.png")])
+
+    def open_paths(self, items: list[Path]) -> None:
+        """Open dropped / given files: a picture opens here, a folder goes to the batch tab."""
+        if not items:
+            return
+        folders = [p for p in items if p.is_dir()]
+        if folders:
+            self.batch.set_input_folder(folders[0])
+            self.tabs.setCurrentWidget(self.batch)
+            self.message.show_message(f"{folders[0]} is set as the batch's input folder; "
+                                      "press Start batch to convert it.", error=False)
+            return
+        if self._busy():
+            self.message.show_message("An upscale is running; cancel it (Esc) before opening "
+                                      "another picture.", error=True)
+            return
+        first = items[0]
+        self.settings.set("last_dir", str(first.parent))
+        self.tabs.setCurrentWidget(self.picture_tab)
+        if len(items) > 1:
+            self.message.show_message(f"Opened {first.name}; to upscale {len(items)} pictures "
+                                      "at once, drop their folder to use the Batch tab.",
+                                      error=False)
+        else:
+            self.message.hide()
+        self._start_load(LoadRequest(path=first))
+
+    def paste(self) -> None:
+        """Open the picture (or picture files) on the clipboard."""
+        mime = QGuiApplication.clipboard().mimeData()
+        files = local_paths(mime) if mime is not None else []
+        if files:
+            self.open_paths(files)
+            return
+        image = QGuiApplication.clipboard().image()
+        if image.isNull():
+            self.message.show_message("The clipboard holds no picture.", error=True)
+            return
+        if self._busy():
+            self.message.show_message("An upscale is running; cancel it (Esc) before pasting "
+                                      "a picture.", error=True)
+            return
+        self.message.hide()
+        self._start_load(LoadRequest(photo=photo_from_qimage(image), name="Pasted picture"))
+
+    def _start_load(self, req: LoadRequest) -> None:
+        self._load = req
+        self.statusBar().showMessage(f"Opening {req.path.name if req.path else req.name}\u2026")
+        self._thread.worker.submit(req)  # type: ignore[attr-defined]
+
+    def _on_loaded(self, rid: int, picture: Picture) -> None:
+        if self._load is None or rid != self._load.id:
+            return
+        self._load = None
+        self.picture, self.result, self._preview = picture, None, None
+        w, h = picture.display.width, picture.display.height
+        self.compare.set_before(picture.display, f"Original  {w:,} \u00d7 {h:,}")
+        self.options.set_input_size((w, h))
+        self.progress.setValue(0)
+        self.run_label.setText("")
+        self.statusBar().showMessage(f"{picture.name}: {w:,} \u00d7 {h:,} pixels.")
+        self._update_title()
+        self._update_buttons()
+
+    # --- upscaling --------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return self._job is not None
+
+    def output_folder(self, picture: Picture) -> Path:
+        """Where the result of ``picture`` goes: the chosen folder, else the original's
+        folder when it is writable, else Pictures/Finescale."""
+        chosen = self.out_edit.text().strip()
+        if chosen:
+            return Path(chosen).expanduser()
+        if picture.path is not None:
+            folder = picture.path.parent
+            inside_resources = folder.resolve() == paths.resources_dir().resolve()
+            if os.access(folder, os.W_OK) and not inside_resources:
+                return folder
+        pictures = QStandardPaths.writableLocation(
+            QStandardPaths.StandardLocation.PicturesLocation) or str(Path.home())
+        return Path(pictures) / APP_NAME
+
+    def upscale(self) -> None:
+        """Upscale the picture shown with the chosen model and options."""
+        if self._busy():
+            return
+        if self.picture is None:
+            self.message.show_message("Open a picture first (drop one on the window, or "
+                                      "Ctrl+O).", error=True)
+            return
+        c = self.options.choice()
+        if not c.model:
+            self.message.show_message("No model is available; open Models \u2192 Manage "
+                                      "models to download one.", error=True)
+            return
+        folder = self.output_folder(self.picture)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self.message.show_message(f"Cannot create the folder {folder}: "
+                                      f"{(e.strerror or str(e)).lower()}.", error=True)
+            return
+        self.message.hide()
+        job = UpscaleJob(self.picture, c.model, folder, c.out_format, c.quality, c.scale,
+                         c.width, c.height, c.device)
+        self._job, self.result = job, None
+        size = self.options.output_size() or (self.picture.display.width * c.model_scale,
+                                              self.picture.display.height * c.model_scale)
+        self._preview = self.picture.display.copy()
+        self._preview.dim(PREVIEW_DIM)
+        self.compare.set_after(self._preview, "Upscaling\u2026", scene=size)
+        self.progress.setRange(0, 0)
+        self.run_label.setText("Starting\u2026")
+        self._update_buttons()
+        self._thread.worker.submit(job)  # type: ignore[attr-defined]
+
+    def cancel(self) -> None:
+        """Stop the running upscale within one tile; nothing is written."""
+        if self._job is not None:
+            self._job.cancel.set()
+            self.run_label.setText("Cancelling\u2026")
+        elif self.batch.is_running() and self.tabs.currentWidget() is self.batch:
+            self.batch.cancel()
+
+    def _current(self, rid: int) -> bool:
+        return self._job is not None and rid == self._job.id
+
+    def _on_status(self, rid: int, text: str) -> None:
+        if self._current(rid):
+            self.run_label.setText(text)
+            self.statusBar().showMessage(text)
+
+    def _on_download(self, rid: int, done: int, total: int) -> None:
+        if not self._current(rid):
+            return
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * done / total))
+            self.run_label.setText(f"Downloading the model: {done / 1e6:.1f} of "
+                                   f"{total / 1e6:.1f} MB")
+        else:
+            self.run_label.setText(f"Downloading the model: {done / 1e6:.1f} MB")
+
+    def _on_progress(self, rid: int, done: int, total: int, eta: float) -> None:
+        if not self._current(rid):
+            return
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * done / max(1, total)))
+        left = eta_text(eta) if done < total else "saving\u2026"
+        self.run_label.setText(f"Tile {done} of {total} \u2014 {left}")
+        self.compare.set_after_label(f"Upscaling  {round(100 * done / max(1, total))} %")
+
+    def _on_tile(self, rid: int, y0: int, x0: int, rgb: np.ndarray) -> None:
+        if self._current(rid) and self._preview is not None:
+            self._preview.update_region(y0, x0, rgb)
+            self.compare.refresh()
+
+    def _end_job(self) -> None:
+        self._job = None
+        self._preview = None
+        self.progress.setRange(0, 1000)
+        self._update_buttons()
+
+    def _on_finished(self, rid: int, result: UpscaleResult) -> None:
+        if not self._current(rid):
+            return
+        self._end_job()
+        self.result = result
+        w, h = result.display.width, result.display.height
+        self.compare.set_after(result.display, f"{result.model_name}  {w:,} \u00d7 {h:,}",
+                               scene=(w, h))
+        self.progress.setValue(1000)
+        self.run_label.setText(f"Done in {result.seconds:.1f} s")
+        self.statusBar().showMessage(f"Saved {result.path}")
+        self.message.show_message(f"Saved {result.path.name} ({w:,} \u00d7 {h:,}) in "
+                                  f"{result.path.parent}.", error=False)
+        self._update_title()
+        self._update_buttons()
+        self.options.refresh_models()  # a model may have been downloaded on the way
+
+    def _on_failed(self, rid: int, text: str) -> None:
+        if self._load is not None and rid == self._load.id:
+            self._load = None
+            self.statusBar().showMessage("Could not open the picture.")
+            self.message.show_message(text, error=True)
+            return
+        if not self._current(rid):
+            return
+        self._end_job()
+        self._drop_preview()
+        self.progress.setValue(0)
+        self.run_label.setText("Failed.")
+        self.message.show_message(text, error=True)
+        self.options.refresh_models()
+
+    def _on_cancelled(self, rid: int) -> None:
+        if self._load is not None and rid == self._load.id:
+            self._load = None
+            return
+        if not self._current(rid):
+            return
+        self._end_job()
+        self._drop_preview()
+        self.progress.setValue(0)
+        self.run_label.setText("Cancelled; nothing was written.")
+        self.statusBar().showMessage("Cancelled; nothing was written.")
+
+    def _drop_preview(self) -> None:
+        if self.picture is not None and self.compare.before is not None:
+            self.compare.set_before(self.picture.display, self.compare.before.label)
+
+    # --- views ------------------------------------------------------------------------------
+    def set_compare_mode(self, mode: str) -> None:
+        """Show original and result side by side (``"side"``) or with a slider (``"wipe"``)."""
+        self.compare.set_mode(mode)
+        self.settings.set("compare_mode", mode)
+        self._sync_mode_buttons()
+
+    def _sync_mode_buttons(self) -> None:
+        self.side_button.setChecked(self.compare.mode == "side")
+        self.wipe_button.setChecked(self.compare.mode == "wipe")
+
+    def flip(self) -> None:
+        """Swap original and result."""
+        self.compare.flip()
+
+    def _on_zoom(self, zoom: float) -> None:
+        self.zoom_label.setText(f"{zoom * 100:.0f} %" if self.compare.has_picture() else "")
+
+    def show_models(self) -> None:
+        """Open the model manager."""
+        if self._models_dialog is None:
+            self._models_dialog = ModelsDialog(self)
+            self._models_dialog.models_changed.connect(self.options.refresh_models)
+        self._models_dialog.refresh()
+        self._models_dialog.show()
+        self._models_dialog.raise_()
+        self._models_dialog.activateWindow()
+
+    def show_about(self) -> None:
+        """The About box: version, licences and papers of the models."""
+        QMessageBox.about(self, "About Finescale", about_html())
+
+    def _choose_out_dir(self) -> None:
+        start = self.out_edit.text() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Save results in", start)
+        if folder:
+            self.out_edit.setText(folder)
+            self.settings.set("out_dir", folder)
+
+    def _choose_batch_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Convert the pictures of",
+                                                  str(Path.home()))
+        if folder:
+            self.open_paths([Path(folder)])
+
+    def _show_result_folder(self) -> None:
+        if self.result is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.result.path.parent)))
+
+    def _update_title(self) -> None:
+        if self.picture is None:
+            self.setWindowTitle(APP_NAME)
+        elif self.result is not None:
+            self.setWindowTitle(f"{self.picture.name} \u2192 {self.result.path.name} "
+                                f"\u2014 {APP_NAME}")
+        else:
+            self.setWindowTitle(f"{self.picture.name} \u2014 {APP_NAME}")
+
+    def _update_buttons(self) -> None:
+        busy = self._busy()
+        can = self.picture is not None and not busy and bool(self.options.model_id())
+        self.upscale_button.setEnabled(can)
+        self.upscale_action.setEnabled(can)
+        self.cancel_button.setEnabled(busy)
+        self.show_button.setEnabled(self.result is not None and not busy)
+
+    # --- drag and drop ----------------------------------------------------------------------
+    def _drop_text(self, items: list[Path]) -> str:
+        if any(p.is_dir() for p in items):
+            return "Drop to convert this folder"
+        return "Drop to open" if len(items) == 1 else f"Drop to open the first of {len(items)}"
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's naming
+        items = local_paths(event.mimeData())
+        if not items:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.overlay.text = self._drop_text(items)
+        self.overlay.setGeometry(self.centralWidget().rect())
+        self.overlay.raise_()
+        self.overlay.show()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802
+        self.overlay.hide()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        self.overlay.hide()
+        items = local_paths(event.mimeData())
+        if not items:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_paths(items)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.overlay.isVisible():
+            self.overlay.setGeometry(self.centralWidget().rect())
+
+    # --- closing ----------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Stop every worker (cancelling what runs) before the window goes."""
+        self.settings.set_geometry(self.saveGeometry())
+        self.settings.set("out_dir", self.out_edit.text().strip())
+        pending = [r.cancel for r in (self._job, self._load) if r is not None]
+        self._thread.stop(pending)
+        self.batch.shutdown()
+        if self._models_dialog is not None:
+            self._models_dialog.shutdown()
+            self._models_dialog.close()
+        self.settings.sync()
+        super().closeEvent(event)

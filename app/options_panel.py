@@ -1,0 +1,272 @@
+"""The column of choices shared by single pictures and batches: model, output size, format
+and quality, device. ``choice()`` returns them as one value the workers understand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sr_core import catalog
+from sr_core.errors import FinescaleError
+
+from .models_dialog import size_text
+from .settings import Settings
+
+FORMATS = (("same", "Same as input"), ("PNG", "PNG"), ("JPEG", "JPEG"), ("WEBP", "WebP"),
+           ("TIFF", "TIFF"))
+DEVICES = (("auto", "Automatic (GPU if available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"))
+SIZE_MODES = ("model", "factor", "width", "height")
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    """What to run and what to write: the user's current choices."""
+
+    model: str
+    model_scale: int
+    scale: float | None
+    width: int | None
+    height: int | None
+    out_format: str | None  # None: the input's own format
+    quality: int
+    device: str
+
+
+def model_item_text(st: catalog.Status) -> str:
+    """How a model appears in the picker: its title and whether it must be downloaded."""
+    e = st.entry
+    if st.installed:
+        return f"{e.title}  \u2014  installed"
+    if e.embedded:
+        return f"{e.title}  \u2014  missing"
+    if e.downloadable:
+        return f"{e.title}  \u2014  download {size_text(e.size)}" if e.size else \
+            f"{e.title}  \u2014  download"
+    return f"{e.title}  \u2014  manual download"
+
+
+class OptionsPanel(QWidget):
+    """Model picker, output size, format / quality and device, remembered in settings."""
+
+    changed = Signal()
+    manage_models = Signal()
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self._input_size: tuple[int, int] | None = None
+
+        # --- model ---
+        self.model_combo = QComboBox(self)
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(22)
+        self.model_description = QLabel(self)
+        self.model_description.setWordWrap(True)
+        self.model_description.setObjectName("hint")
+        manage = QPushButton("Manage models\u2026", self)
+        manage.clicked.connect(self.manage_models)
+        model_box = QGroupBox("Model", self)
+        lay = QVBoxLayout(model_box)
+        lay.addWidget(self.model_combo)
+        lay.addWidget(self.model_description)
+        lay.addWidget(manage, 0, Qt.AlignmentFlag.AlignLeft)
+
+        # --- output size ---
+        self.size_mode = QComboBox(self)
+        for text in ("Model's scale", "Scale factor", "Width", "Height"):
+            self.size_mode.addItem(text)
+        self.factor = QDoubleSpinBox(self)
+        self.factor.setRange(0.1, 16.0)
+        self.factor.setSingleStep(0.5)
+        self.factor.setDecimals(2)
+        self.factor.setSuffix(" \u00d7")
+        self.width_spin = QSpinBox(self)
+        self.height_spin = QSpinBox(self)
+        for spin, unit in ((self.width_spin, " px wide"), (self.height_spin, " px high")):
+            spin.setRange(1, 200_000)
+            spin.setSingleStep(100)
+            spin.setSuffix(unit)
+        self.size_stack = QStackedWidget(self)
+        self.size_stack.addWidget(QLabel("", self))
+        for w in (self.factor, self.width_spin, self.height_spin):
+            self.size_stack.addWidget(w)
+        self.size_result = QLabel(self)
+        self.size_result.setObjectName("hint")
+        size_box = QGroupBox("Output size", self)
+        form = QFormLayout(size_box)
+        form.addRow(self.size_mode)
+        form.addRow(self.size_stack)
+        form.addRow(self.size_result)
+
+        # --- format ---
+        self.format_combo = QComboBox(self)
+        for key, text in FORMATS:
+            self.format_combo.addItem(text, key)
+        self.quality = QSpinBox(self)
+        self.quality.setRange(1, 100)
+        self.quality.setSuffix(" %")
+        self.device_combo = QComboBox(self)
+        for key, text in DEVICES:
+            self.device_combo.addItem(text, key)
+        out_box = QGroupBox("Output", self)
+        out_form = QFormLayout(out_box)
+        out_form.addRow("Format", self.format_combo)
+        out_form.addRow("Quality", self.quality)
+        out_form.addRow("Device", self.device_combo)
+
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(model_box)
+        col.addWidget(size_box)
+        col.addWidget(out_box)
+        col.addStretch(1)
+
+        self._restore()
+        self.refresh_models()
+        for sig in (self.model_combo.currentIndexChanged, self.size_mode.currentIndexChanged,
+                    self.factor.valueChanged, self.width_spin.valueChanged,
+                    self.height_spin.valueChanged, self.format_combo.currentIndexChanged,
+                    self.quality.valueChanged, self.device_combo.currentIndexChanged):
+            sig.connect(self._on_changed)
+        self._on_changed()
+
+    # --- models -----------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        """Re-read the catalogue (after a download, removal or import)."""
+        wanted = self.model_combo.currentData() or self.settings.get("model") or _default_id()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        model: QStandardItemModel = self.model_combo.model()  # type: ignore[assignment]
+        for e in catalog.entries():
+            try:
+                st = catalog.status(e.id)
+            except FinescaleError:
+                continue
+            self.model_combo.addItem(model_item_text(st), e.id)
+            item = model.item(self.model_combo.count() - 1)
+            usable = st.installed or (e.downloadable and not e.embedded)
+            if not usable:
+                item.setEnabled(False)
+            item.setToolTip(e.note or e.description)
+        index = self.model_combo.findData(wanted)
+        if index < 0 or not model.item(index).isEnabled():
+            index = next((i for i in range(self.model_combo.count())
+                          if model.item(i).isEnabled()), -1)
+        self.model_combo.setCurrentIndex(index)
+        self.model_combo.blockSignals(False)
+        self._on_changed()
+
+    def select_model(self, model_id: str) -> None:
+        """Pick ``model_id`` in the model list (re-reading the catalogue if it is new)."""
+        if self.model_combo.findData(model_id) < 0:
+            self.refresh_models()
+        index = self.model_combo.findData(model_id)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+
+    def model_id(self) -> str:
+        """The chosen catalogue id ('' when the catalogue offers nothing usable)."""
+        return self.model_combo.currentData() or ""
+
+    # --- sizes ------------------------------------------------------------------------------
+    def set_input_size(self, size: tuple[int, int] | None) -> None:
+        """The size ``(width, height)`` of the picture shown, for the output size line."""
+        self._input_size = size
+        self._update_size_line()
+
+    def output_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` the current picture will have, if one is shown."""
+        if self._input_size is None:
+            return None
+        from sr_core.engine import output_size
+
+        c = self.choice()
+        w, h = self._input_size
+        try:
+            oh, ow = output_size(h, w, c.model_scale, scale=c.scale, out_width=c.width,
+                                 out_height=c.height)
+        except FinescaleError:
+            return None
+        return ow, oh
+
+    def _update_size_line(self) -> None:
+        size = self.output_size()
+        self.size_result.setText(f"\u2192 {size[0]:,} \u00d7 {size[1]:,} pixels" if size else "")
+
+    # --- the choice -------------------------------------------------------------------------
+    def choice(self) -> OutputChoice:
+        """The current choices."""
+        mid = self.model_id()
+        try:
+            scale = catalog.get(mid).scale if mid else 4
+        except FinescaleError:
+            scale = 4
+        mode = SIZE_MODES[self.size_mode.currentIndex()]
+        fmt = self.format_combo.currentData()
+        return OutputChoice(
+            model=mid, model_scale=scale,
+            scale=self.factor.value() if mode == "factor" else None,
+            width=self.width_spin.value() if mode == "width" else None,
+            height=self.height_spin.value() if mode == "height" else None,
+            out_format=None if fmt == "same" else fmt, quality=self.quality.value(),
+            device=self.device_combo.currentData())
+
+    def _on_changed(self) -> None:
+        mid = self.model_id()
+        try:
+            entry = catalog.get(mid) if mid else None
+        except FinescaleError:
+            entry = None
+        self.model_description.setText(entry.description if entry else
+                                       "No model is available; open Manage models.")
+        self.size_mode.setItemText(0, f"Model's scale (\u00d7{entry.scale})" if entry
+                                   else "Model's scale")
+        self.size_stack.setCurrentIndex(self.size_mode.currentIndex())
+        self.size_stack.setVisible(self.size_mode.currentIndex() > 0)
+        self.quality.setEnabled(self.format_combo.currentData() in ("JPEG", "WEBP", "same"))
+        self._update_size_line()
+        self._save()
+        self.changed.emit()
+
+    def _restore(self) -> None:
+        s = self.settings
+        self.size_mode.setCurrentIndex(SIZE_MODES.index(s.get("scale_mode")))
+        self.factor.setValue(s.get("scale_factor"))
+        self.width_spin.setValue(s.get("out_width"))
+        self.height_spin.setValue(s.get("out_height"))
+        self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(s.get("out_format"))))
+        self.quality.setValue(s.get("quality"))
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(s.get("device"))))
+
+    def _save(self) -> None:
+        s = self.settings
+        if self.model_id():
+            s.set("model", self.model_id())
+        s.set("scale_mode", SIZE_MODES[self.size_mode.currentIndex()])
+        s.set("scale_factor", self.factor.value())
+        s.set("out_width", self.width_spin.value())
+        s.set("out_height", self.height_spin.value())
+        s.set("out_format", self.format_combo.currentData())
+        s.set("quality", self.quality.value())
+        s.set("device", self.device_combo.currentData())
+
+
+def _default_id() -> str:
+    try:
+        return catalog.default_model()
+    except FinescaleError:
+        return ""
