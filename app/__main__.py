@@ -12,7 +12,6 @@ from pathlib import Path
 
 STYLE = """
 QPushButton#primary { font-weight: bold; padding: 6px 18px; }
-QLabel#hint { color: palette(mid); }
 """
 
 
@@ -41,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setStyle("Fusion")
     app.setStyleSheet(STYLE)
     window = MainWindow(Settings(args.settings) if args.settings else None)
+    # Quitting without closing the window (a session ending) must still stop the threads.
+    app.aboutToQuit.connect(window.shutdown)
     window.show()
     if args.files:
         window.open_paths([Path(f).expanduser() for f in args.files])

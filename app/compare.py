@@ -263,7 +263,7 @@ class ImagePane(QWidget):
         if layer.image.has_alpha:
             p.fillRect(area, QBrush(_checkerboard()))
         img = layer.image
-        key0 = (id(img), img.version, round(zx, 9), round(zy, 9))
+        key0 = (img.uid, img.version, round(zx, 9), round(zy, 9))
         tx0, tx1 = (area.left() + ox) // TILE, (area.right() + ox) // TILE
         ty0, ty1 = (area.top() + oy) // TILE, (area.bottom() + oy) // TILE
         for ty in range(ty0, ty1 + 1):

@@ -14,6 +14,7 @@ sample of the nearest finer pyramid level below 100 %.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -22,6 +23,8 @@ import numpy as np
 
 #: Pyramid levels stop once both sides are at most this many pixels.
 MIN_LEVEL_SIDE = 256
+_uids = itertools.count(1)
+
 #: Rows converted at a time when a float or 16-bit picture is turned into display bytes.
 _ROW_BLOCK_BYTES = 32 << 20
 
@@ -58,8 +61,9 @@ class DisplayImage:
         rgb: ``H x W x 3`` pixels, uint8 (kept without a copy), uint16 or float in [0, 1].
         alpha: ``H x W`` transparency in the same convention, or None.
 
-    ``version`` grows whenever pixels change (:meth:`update_region`), so renderings cached
-    under an older version are never shown again.
+    ``uid`` names this picture for good (unlike ``id()``, never reused) and ``version``
+    grows whenever pixels change (:meth:`update_region`), so renderings cached under an
+    older version, or for another picture, are never shown.
     """
 
     def __init__(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
@@ -71,6 +75,7 @@ class DisplayImage:
         while max(self.levels[-1][0].shape[:2]) > MIN_LEVEL_SIDE:
             r, a = self.levels[-1]
             self.levels.append((_halve(r), None if a is None else _halve(a)))
+        self.uid = next(_uids)
         self.version = 0
 
     @classmethod
@@ -102,6 +107,7 @@ class DisplayImage:
         """An independent copy (e.g. a canvas that finished tiles are pasted into)."""
         twin = DisplayImage.__new__(DisplayImage)
         twin.levels = [(r.copy(), None if a is None else a.copy()) for r, a in self.levels]
+        twin.uid = next(_uids)
         twin.version = 0
         return twin
 

@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
         self._load: LoadRequest | None = None
         self._preview: DisplayImage | None = None
         self._models_dialog: ModelsDialog | None = None
+        self._closed = False
 
         self._thread = WorkerThread(UpscaleWorker(), "finescale-upscale")
         w: UpscaleWorker = self._thread.worker  # type: ignore[assignment]
@@ -705,8 +706,11 @@ class MainWindow(QMainWindow):
             self.overlay.setGeometry(self.centralWidget().rect())
 
     # --- closing ----------------------------------------------------------------------------
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        """Stop every worker (cancelling what runs) before the window goes."""
+    def shutdown(self) -> None:
+        """Stop every worker, cancelling what runs, and save the settings (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self.settings.set_geometry(self.saveGeometry())
         self.settings.set("out_dir", self.out_edit.text().strip())
         pending = [r.cancel for r in (self._job, self._load) if r is not None]
@@ -716,4 +720,8 @@ class MainWindow(QMainWindow):
             self._models_dialog.shutdown()
             self._models_dialog.close()
         self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Closing the window stops the workers cleanly before it goes."""
+        self.shutdown()
         super().closeEvent(event)

@@ -64,7 +64,7 @@ def verified_text(st: catalog.Status) -> str:
         return "verified"
     if e.origin == "import":
         return "unverified (imported)"
-    return "unverified (hash recorded on first download)"
+    return "unverified (trust on first use)"
 
 
 class ModelsDialog(QDialog):
@@ -91,6 +91,7 @@ class ModelsDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         for col in range(len(COLUMNS) - 1):

@@ -206,6 +206,7 @@ class OptionsPanel(QWidget):
     def _update_size_line(self) -> None:
         size = self.output_size()
         self.size_result.setText(f"\u2192 {size[0]:,} \u00d7 {size[1]:,} pixels" if size else "")
+        self.size_result.setVisible(size is not None)
 
     # --- the choice -------------------------------------------------------------------------
     def choice(self) -> OutputChoice:

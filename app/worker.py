@@ -92,16 +92,20 @@ class UpscaleResult:
     model_name: str
 
 
-def output_name(stem: str, factor: float, model: str, ext: str) -> str:
-    """``<stem>_x<factor>_<model>.<ext>``, e.g. ``beach_x4_hpinet-m-x4.png``."""
-    label = f"{factor:.2f}".rstrip("0").rstrip(".")
-    return f"{stem}_x{label}_{model}.{ext}"
+def output_name(stem: str, job: UpscaleJob, model: Any, out_width: int, in_width: int,
+                ext: str) -> str:
+    """The result's file name, as a batch names it: ``{stem}_x{scale}_{model}.{ext}``
+    (e.g. ``beach_x4_HPINet-M.png``; ``x2.5`` for a chosen factor)."""
+    from sr_core.batch import DEFAULT_TEMPLATE, ModelLabel
 
-
-def model_label(model: str) -> str:
-    """A short file-name-safe name for a catalogue id or a checkpoint path."""
-    name = Path(model).stem if Path(model).exists() else model
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+    label = ModelLabel.of(model)
+    if job.scale is not None:
+        scale = f"{job.scale:g}"
+    elif job.width is None and job.height is None:
+        scale = str(label.scale)
+    else:
+        scale = f"{round(out_width / in_width, 2):g}"
+    return DEFAULT_TEMPLATE.format(stem=stem, scale=scale, model=label.name, ext=ext)
 
 
 def _free_path(folder: Path, name: str) -> Path:
@@ -265,8 +269,7 @@ class UpscaleWorker(QObject):
             raise Cancelled()
         fmt = job.out_format or _same_format(photo)
         stem = job.picture.path.stem if job.picture.path else _slug(job.picture.name)
-        name = output_name(stem, out.width / photo.width, model_label(job.model),
-                           EXTENSIONS[fmt])
+        name = output_name(stem, job, up, out.width, photo.width, EXTENSIONS[fmt])
         self.status.emit(job.id, "Saving...")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
