@@ -105,7 +105,7 @@ def test_upscale_finishes_shows_the_result_and_the_window_stays_responsive(
     assert window.result is not None, window.message.text()
 
     out = window.result.path
-    assert out.parent == pic.parent and out.name == "street_x2_tiny-x2.png"
+    assert out.parent == pic.parent and out.name == "street_x2_ASID-D1.png"
     assert (read_image(out).width, read_image(out).height) == (960, 720)
     after = window.compare.after.image
     assert (after.width, after.height) == (960, 720)
@@ -253,3 +253,36 @@ def test_zoom_shortcuts(qtbot, window, tmp_path):
     assert window.compare.zoom == pytest.approx(2.0)
     qtbot.keyClick(window, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
     assert window.compare.state.fit
+
+
+def test_space_flips_before_and_after_while_the_picture_tab_has_the_focus(qtbot, window,
+                                                                          tmp_path):
+    open_picture(qtbot, window, write_picture(tmp_path / "f.png", 60, 40))
+    window.compare.left.setFocus()
+    qtbot.keyClick(window.compare.left, Qt.Key.Key_Space)
+    assert window.compare.flipped
+    window.tabs.setCurrentWidget(window.batch)
+    window.batch.recursive.setFocus()
+    checked = window.batch.recursive.isChecked()
+    qtbot.keyClick(window.batch.recursive, Qt.Key.Key_Space)  # a checkbox keeps its Space
+    assert window.batch.recursive.isChecked() != checked and window.compare.flipped
+
+
+def test_finescale_gui_opens_the_files_given_on_its_command_line(qtbot, cache, tmp_path):
+    from app.__main__ import main
+    from app.main_window import MainWindow
+
+    pic = write_picture(tmp_path / "cli.png", 32, 24)
+    seen: dict[str, object] = {}
+
+    def check() -> None:
+        win = next(w for w in QApplication.topLevelWidgets()
+                   if isinstance(w, MainWindow) and w.isVisible())
+        qtbot.waitUntil(lambda: win.picture is not None, timeout=20_000)
+        seen["title"] = win.windowTitle()
+        win.close()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(0, check)
+    assert main([str(pic), "--settings", str(tmp_path / "s.ini")]) == 0
+    assert seen["title"] == "cli.png \u2014 Finescale"
