@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
@@ -283,6 +284,11 @@ def test_finescale_gui_opens_the_files_given_on_its_command_line(qtbot, cache, t
         win.close()
         QApplication.instance().quit()
 
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     QTimer.singleShot(0, check)
-    assert main([str(pic), "--settings", str(tmp_path / "s.ini")]) == 0
+    try:
+        assert main([str(pic), "--settings", str(tmp_path / "s.ini")]) == 0
+    finally:  # main() may install its own handlers; give pytest its Ctrl+C back
+        for s, h in handlers.items():
+            signal.signal(s, h)
     assert seen["title"] == "cli.png \u2014 Finescale"
