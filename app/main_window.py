@@ -104,9 +104,9 @@ def photo_from_qimage(image: QImage) -> object:
     arr = buf.reshape(h, rgba.bytesPerLine())[:, :w * 4].reshape(h, w, 4)
     rgb = arr[..., :3].astype(np.float32) / 255.0
     alpha = arr[..., 3]
-    a = None if image.hasAlphaChannel() is False or alpha.min() == 255 else \
-        alpha.astype(np.float32) / 255.0
-    return Photo(rgb=np.ascontiguousarray(rgb), alpha=a)
+    opaque = not image.hasAlphaChannel() or int(alpha.min()) == 255
+    return Photo(rgb=np.ascontiguousarray(rgb),
+                 alpha=None if opaque else alpha.astype(np.float32) / 255.0)
 
 
 class MessageBar(QFrame):

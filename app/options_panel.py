@@ -76,7 +76,6 @@ class OptionsPanel(QWidget):
         self.model_combo.setMinimumContentsLength(22)
         self.model_description = QLabel(self)
         self.model_description.setWordWrap(True)
-        self.model_description.setObjectName("hint")
         manage = QPushButton("Manage models\u2026", self)
         manage.clicked.connect(self.manage_models)
         model_box = QGroupBox("Model", self)
@@ -105,7 +104,6 @@ class OptionsPanel(QWidget):
         for w in (self.factor, self.width_spin, self.height_spin):
             self.size_stack.addWidget(w)
         self.size_result = QLabel(self)
-        self.size_result.setObjectName("hint")
         size_box = QGroupBox("Output size", self)
         form = QFormLayout(size_box)
         form.addRow(self.size_mode)
