@@ -42,6 +42,7 @@ class BenchResult:
     latencies_s: tuple[float, ...]
     mpix_per_s: float         # output megapixels per second at the median
     peak_memory_bytes: int | None
+    base_memory_bytes: int | None  # the same measure just before the timed runs
     memory: str               # "rss" (process peak resident set) or "cuda_allocated"
     gflop: float              # work of one picture
     gflop_per_s: float
@@ -89,21 +90,29 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _peak_rss() -> int | None:
-    """Peak resident set size of this process in bytes, or None where unknown."""
+def _proc_status(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status in bytes (Linux), or None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def _peak_rss() -> int | None:
+    """Peak resident set size of this process in bytes, or None where unknown."""
+    peak = _proc_status("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
     except ImportError:  # Windows
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # bytes vs KiB
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(ru) if sys.platform == "darwin" else int(ru) * 1024  # bytes vs KiB
 
 
 # --- the benchmark --------------------------------------------------------------------------
@@ -153,8 +162,9 @@ def run_bench(model: Any, size: tuple[int, int] = (256, 256), *, device: str = "
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(up.device)
+        base = int(torch.cuda.memory_allocated(up.device))
     else:
-        _reset_peak_rss()
+        base = _proc_status("VmRSS") if _reset_peak_rss() else None
     times = []
     for _ in range(repeat):
         sync()
@@ -172,7 +182,7 @@ def run_bench(model: Any, size: tuple[int, int] = (256, 256), *, device: str = "
         tile=plan.tile, tiles=len(plan.tiles),
         input=(h, w), output=(oh, ow), repeat=repeat, latency_s=med,
         latencies_s=tuple(times), mpix_per_s=oh * ow / 1e6 / med,
-        peak_memory_bytes=peak, memory="cuda_allocated" if cuda else "rss",
+        peak_memory_bytes=peak, base_memory_bytes=base, memory="cuda_allocated" if cuda else "rss",
         gflop=flops / 1e9, gflop_per_s=flops / 1e9 / med, threads=torch.get_num_threads(),
     )
 
@@ -182,6 +192,8 @@ def format_result(r: BenchResult) -> str:
     tile = "whole image" if r.tile == 0 else f"{r.tile}px tiles"
     lo, hi = min(r.latencies_s), max(r.latencies_s)
     mem = "unknown" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:,.0f} MiB"
+    if r.peak_memory_bytes is not None and r.base_memory_bytes is not None:
+        mem += f", {(r.peak_memory_bytes - r.base_memory_bytes) / 2**20:,.0f} MiB above the idle"
     kind = "peak RSS of the process" if r.memory == "rss" else "peak allocated on the GPU"
     cores = f", {r.threads} threads" if r.device == "CPU" else ""
     return "\n".join([

@@ -40,6 +40,19 @@ def test_bench_measures_the_whole_image_path() -> None:
     assert r.gflop == pytest.approx(conv_flops(40, 56) / 1e9)
     assert r.gflop_per_s == pytest.approx(r.gflop / r.latency_s)
     assert r.memory == "rss" and r.peak_memory_bytes > 80 * 112 * 3
+    if r.base_memory_bytes is not None:  # Linux: the peak is reset before the timed runs
+        assert 0 < r.base_memory_bytes <= r.peak_memory_bytes
+
+
+def test_bench_peak_memory_grows_with_the_picture() -> None:
+    model = _tiny_model()
+    small = run_bench(model, (32, 32), device="cpu", tile=0, repeat=1)
+    big = run_bench(model, (1024, 1024), device="cpu", tile=0, repeat=1)
+    if small.base_memory_bytes is None:
+        pytest.skip("the peak RSS mark cannot be reset on this platform")
+    # 2048x2048 output: 48 MiB float32 from the network, 12 MiB uint8, the 12-channel map
+    grown = big.peak_memory_bytes - big.base_memory_bytes
+    assert grown > 48 * 2**20 > small.peak_memory_bytes - small.base_memory_bytes
 
 
 def test_bench_counts_the_work_of_every_tile() -> None:
