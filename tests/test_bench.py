@@ -40,7 +40,7 @@ def test_bench_measures_the_whole_image_path() -> None:
     assert r.gflop == pytest.approx(conv_flops(40, 56) / 1e9)
     assert r.gflop_per_s == pytest.approx(r.gflop / r.latency_s)
     assert r.memory == "rss" and r.peak_memory_bytes > 80 * 112 * 3
-    if r.base_memory_bytes is not None:  # Linux: the peak is reset before the timed runs
+    if r.base_memory_bytes is not None:  # Linux: the peak is reset before the first run
         assert 0 < r.base_memory_bytes <= r.peak_memory_bytes
 
 
