@@ -17,7 +17,9 @@ Where this differs from the official code, only in how it computes:
   to the value width (the CPU flash kernel wants equal widths; zero columns leave ``QK^T``
   unchanged); ``reference=True`` computes ``softmax(QK^T)V`` explicitly instead;
 * patch matching is per image, so a batch gives each image its own output (the official
-  eval path takes every image's matches from image 0).
+  eval path takes every image's matches from image 0);
+* matching is always the eval-mode arg-max; the official training-mode Gumbel-softmax
+  matching is not reproduced (inference only).
 """
 
 from __future__ import annotations
@@ -223,29 +225,26 @@ class PatchAttention(nn.Module):
         src = x if support is None else support
         if reference:
             return self._reference(x, src)
-        width = max(self.dim, self.qk_dim)
-        wq = _pad_rows(self.to_q.weight, width)
-        wk = _pad_rows(self.to_k.weight, width)
-        wv = _pad_rows(self.to_v.weight, width)
+        qk, dim = self.qk_dim, self.dim
+        wq, wk, wv = self.to_q.weight, self.to_k.weight, self.to_v.weight
         if support is None:
-            q, k, v = F.linear(x, torch.cat((wq, wk, wv))).split(width, dim=-1)
+            q, k, v = F.linear(x, torch.cat((wq, wk, wv))).split((qk, qk, dim), dim=-1)
         else:
             q = F.linear(x, wq)
-            k, v = F.linear(src, torch.cat((wk, wv))).split(width, dim=-1)
+            k, v = F.linear(src, torch.cat((wk, wv))).split((qk, dim), dim=-1)
+        # The CPU flash kernel wants one width for q, k and v: zero columns keep QK^T exact.
+        width = max(qk, dim)
+        q, k, v = (t if t.shape[-1] == width else F.pad(t, (0, width - t.shape[-1]))
+                   for t in (q, k, v))
         out = F.scaled_dot_product_attention(
-            q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=self.qk_dim ** -0.5
+            q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=qk ** -0.5
         ).squeeze(1)
-        return out if width == self.dim else out[..., : self.dim]
+        return out if width == dim else out[..., :dim]
 
     def _reference(self, x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         q, k, v = self.to_q(x), self.to_k(src), self.to_v(src)
         logits = torch.matmul(q, k.transpose(-1, -2)) * self.qk_dim ** -0.5
         return torch.matmul(logits.softmax(dim=-1), v)
-
-
-def _pad_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
-    extra = rows - weight.shape[0]
-    return F.pad(weight, (0, 0, 0, extra)) if extra else weight
 
 
 class TransformerLayer(nn.ModuleList):
