@@ -15,7 +15,7 @@ from torch import nn
 from sr_core.archs.layers import ArchInfo
 from sr_core.cli import main
 from sr_core.errors import FinescaleError
-from sr_core.evaluate import evaluate, make_lr, read_rgb8
+from sr_core.evaluate import evaluate, make_lr, read_rgb8, resolve_protocol
 from sr_core.metrics import imresize, modcrop, psnr, ssim
 from sr_core.models import SRModel
 
@@ -78,6 +78,31 @@ def test_model_scores_follow_the_protocol(tiny_set: Path) -> None:
         sr = np.round(y * 255).astype(np.uint8)  # float32 LR/255 in, clamp, 8 bits out
         assert score.psnr == pytest.approx(psnr(sr, hr, shave=2), abs=1e-9)
         assert score.ssim == pytest.approx(ssim(sr, hr, shave=2), abs=1e-12)
+
+
+def test_official_protocol_runs_the_tile_harness(tiny_set: Path) -> None:
+    from sr_core.protocol import official_tiled
+
+    model = _tiny_model()
+    whole = evaluate(model, [tiny_set], 2, protocol="whole", device="cpu").results[0]
+    tiled = evaluate(model, [tiny_set], 2, protocol="official", device="cpu")
+    assert tiled.protocol == "official"
+    p = sorted(tiny_set.glob("*.png"))[0]
+    hr = modcrop(read_rgb8(p), 2)
+    x = torch.from_numpy(imresize(hr, 1 / 2).transpose(2, 0, 1).copy()).float()[None] / 255
+    y = official_tiled(model, x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    sr = np.round(y * 255).astype(np.uint8)
+    assert tiled.results[0].per_image[0].psnr == pytest.approx(psnr(sr, hr, shave=2), abs=1e-9)
+    # 25x30 LR -> 25x25 tiles whose zero-padded borders fall inside the picture
+    assert tiled.results[0].psnr != pytest.approx(whole.psnr, abs=1e-6)
+
+
+def test_auto_protocol_is_what_the_authors_did() -> None:
+    assert resolve_protocol("auto", "asid") == "official"
+    assert resolve_protocol("auto", "hpinet") == "whole"
+    assert resolve_protocol("official", "hat") == "official"
+    with pytest.raises(FinescaleError, match="tiles"):
+        resolve_protocol("tiles", "hat")
 
 
 def test_model_of_another_scale_is_refused(tiny_set: Path) -> None:
