@@ -144,11 +144,7 @@ def model_resolver(model: Any, protocol: str = "whole", device: Any = "cpu") -> 
     import torch
 
     if protocol == "official":
-        try:
-            from .protocol import official_tiled as forward
-        except ImportError as e:
-            raise FinescaleError("The official tile protocol (sr_core.protocol) is not part of "
-                                 "this build; use --protocol whole.") from e
+        from .protocol import official_tiled as forward
     elif protocol == "whole":
         forward = model
     else:
