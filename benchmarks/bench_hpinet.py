@@ -7,8 +7,10 @@ the official one.
 
 ``--official`` names a folder holding the authors' ``HPINet.py`` (github.com/passerer/HPINet,
 needs ``einops`` importable, e.g. ``pip install --target FOLDER einops``). It is imported from
-there at run time and never copied into this repository. Both networks get the same random
-weights, so the table also prints their largest output difference as a sanity check.
+there at run time and never copied into this repository. Both networks get the same weights
+and the table prints their largest output difference as a sanity check. Use ``--weights DIR``
+(a folder with the released ``HPINet-M-x4.pth`` etc.) for that check: freshly initialised
+weights give near-tied patch matches, which float rounding may resolve either way.
 Timings are the best of ``--repeat`` runs after one warm-up, ours and official interleaved so
 that background load hits both alike.
 """
@@ -48,6 +50,16 @@ def _load_official(folder: str) -> Any:
         sys.exit(f"{path}/HPINet.py could not be imported ({e}); install einops next to it.")
 
 
+def _network(variant: str, scale: int, weights: str | None) -> torch.nn.Module:
+    """Our network, with the released weights when ``weights`` holds them."""
+    path = Path(weights or "") / f"HPINet-{variant}-x{scale}.pth"
+    if weights and path.is_file():
+        from sr_core import load_model
+
+        return load_model(path).net.eval()
+    return hpinet.build(hpinet.config(variant, scale)).eval()
+
+
 def _time(fn: Any, x: torch.Tensor, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -64,7 +76,7 @@ def bench_speed(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for device in _devices(args.device):
         for variant in args.variants:
-            ours = hpinet.build(hpinet.config(variant, args.scale)).eval().to(device)
+            ours = _network(variant, args.scale, args.weights).to(device)
             theirs = None
             if official is not None:
                 theirs = official.HPINet(variant, args.scale).eval()
@@ -171,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--official", metavar="PATH", help="folder with the official HPINet.py")
+    p.add_argument("--weights", metavar="DIR", help="folder with released HPINet-*.pth files")
     p.add_argument("--memory", action="store_true", help="peak memory instead of speed")
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
     p.add_argument("--_measure", nargs=3, help=argparse.SUPPRESS)
