@@ -207,6 +207,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch", type=int, default=48, help="LR patch side in pixels")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    p.add_argument("--warmup", type=int, default=200, help="iterations of linear lr warm-up")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--ckpt-every", type=int, default=250)
@@ -221,7 +222,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(arch=args.arch, variant=args.variant, scale=args.scale, data=args.data,
                       val=args.val, out=args.out, iters=args.iters, batch=args.batch,
-                      patch=args.patch, lr=args.lr, schedule=args.schedule,
+                      patch=args.patch, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
                       ema_decay=args.ema_decay, val_every=args.val_every,
                       ckpt_every=args.ckpt_every, workers=args.workers, seed=args.seed,
                       device=args.device)
