@@ -50,10 +50,11 @@ def test_golden_case_reproduced_through_load_model(golden: Path, case_id: str) -
     assert (out - io["output"]).abs().max().item() <= TOL
 
 
-def test_golden_cases_cover_quirks_and_real_checkpoints() -> None:
+def test_golden_cases_cover_quirks_and_real_checkpoints(golden: Path) -> None:
     # The conformance above only means something if the quirk and real cases are there.
     assert {"hpinet_S_x4_37x53", "hpinet_M_x2_47x30", "hpinet_M_x3_24x24",
-            "hpinet_M_x4_REAL_butterfly", "hpinet_M_x2_REAL_butterfly"} <= set(_GOLDEN_IDS)
+            "hpinet_M_x4_REAL_butterfly", "hpinet_M_x2_REAL_butterfly"} <= set(
+                golden_ids(golden, "hpinet_"))
 
 
 @pytest.mark.parametrize(("name", "variant", "scale"), [
