@@ -70,6 +70,15 @@ def test_golden_official_tiled_protocol(golden: Path) -> None:
     assert (whole * 2 - 1 - io["output"]).abs().max().item() > 100 * TOL
 
 
+def test_listed_half_precision_stays_within_a_grey_level(golden: Path) -> None:
+    weights, io = golden_case(golden, "asid_x2_37x53")
+    assert asid.INFO.half_dtypes == ("bfloat16",)
+    with torch.inference_mode():
+        ref = load_model(weights)(io["input"])
+        half = load_model(weights).to(torch.bfloat16)(io["input"].bfloat16()).float()
+    assert (half - ref).abs().max().item() <= 1.5 / 255
+
+
 def test_tile_origins_follow_the_official_tester() -> None:
     assert tile_starts(70, 64, 24) == [0, 6]          # the golden case's h_idx_list
     assert tile_starts(90, 64, 24) == [0, 26]         # ... and w_idx_list
