@@ -132,22 +132,20 @@ def build(cfg: SPINConfig) -> SPIN:
 def estimate_memory(cfg: SPINConfig, h: int, w: int, dtype_bytes: int = 4) -> int:
     """Peak working bytes of one forward on an ``h x w`` input at batch 1.
 
-    Linear in the pixel count: a fitted per-pixel cost of the blocks (superpixel
-    association, gathered tokens, attention outputs) plus the upsampler's maps, which
-    depend on the scale. Calibrated on CPU with ``benchmarks/bench_spin.py``.
+    Linear in the pixel count (the association is sparse and every attention is fused):
+    about 11 feature maps of width ``dim`` for a block, plus about 3 maps of ``dim`` channels
+    at the output resolution for the upsampler (convolution output, its reorder, the pixel
+    shuffle). Fitted as an upper envelope of CPU measurements, 64x64 to 512x512 at x2, x3
+    and x4 (``benchmarks/bench_spin.py``); from 128x128 up it exceeds them by 10-80%.
     """
-    n = h * w
-    dim = cfg.dim
-    # Upsampler: conv output (dim*r^2 channels) and the shuffled map exist at once, per stage.
-    r2 = cfg.scale**2
-    up = (2 * dim * r2 if cfg.scale != 4 else 2 * dim * 4 + 2 * dim * 16) + 3 * r2
-    per_pixel = _FITTED_PER_PIXEL * dim / 40 + up
-    return int((per_pixel * n + _FITTED_BASE) * dtype_bytes)
+    per_pixel = cfg.dim * (_BLOCK_MAPS + _UPSAMPLER_MAPS * cfg.scale**2)
+    return int(per_pixel * h * w * dtype_bytes + _BASE_BYTES)
 
 
-# Calibration constants for estimate_memory (in float32 units; see benchmarks/bench_spin.py).
-_FITTED_PER_PIXEL = 900.0
-_FITTED_BASE = 4_000_000
+# Calibration of estimate_memory (feature maps of ``dim`` channels per input pixel).
+_BLOCK_MAPS = 11.0
+_UPSAMPLER_MAPS = 3.0
+_BASE_BYTES = 8 << 20
 
 
 # --- superpixel association --------------------------------------------------------------
