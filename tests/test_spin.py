@@ -278,10 +278,23 @@ def test_fused_attention_matches_explicit_softmax():
     assert torch.allclose(spin._attention(q, k, v[..., :5], 0.3), ref, atol=1e-5)
 
 
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """(..., n, heads * d) -> (..., heads, n, d), channels split head-major as upstream."""
+    return t.unflatten(-1, (heads, -1)).transpose(-3, -2)
+
+
+def _merge(t: torch.Tensor) -> torch.Tensor:
+    return t.transpose(-3, -2).flatten(-2)
+
+
+def _softmax_attention(q, k, v, scale):
+    return ((q @ k.transpose(-1, -2)) * scale).softmax(-1) @ v
+
+
 def _reference_local(layer: spin.LocalAttention, x: torch.Tensor) -> torch.Tensor:
     """Window by window as upstream: LayerNorm per window, attention, sum, divide by count."""
     b, c, h, w = x.shape
-    p = layer.window
+    p, nh = layer.window, layer.heads
     step = p - 2
     out, count = torch.zeros_like(x), torch.zeros(h, w)
     a = layer.attn
@@ -291,30 +304,35 @@ def _reference_local(layer: spin.LocalAttention, x: torch.Tensor) -> torch.Tenso
             left = min(j, w - p)
             win = x[:, :, top:top + p, left:left + p].flatten(2).transpose(1, 2)
             t = layer.norm(win)
-            q, k, v = a.to_q(t), a.to_k(t), a.to_v(t)
-            o = ((q @ k.transpose(1, 2)) * layer.qk_dim ** -0.5).softmax(-1) @ v
+            q, k, v = (_heads(m(t), nh) for m in (a.to_q, a.to_k, a.to_v))
+            o = _merge(_softmax_attention(q, k, v, layer.qk_dim ** -0.5))
             out[:, :, top:top + p, left:left + p] += o.transpose(1, 2).reshape(b, c, p, p)
             count[top:top + p, left:left + p] += 1
     return out / count
 
 
-@pytest.mark.parametrize(("h", "w", "p"), [(37, 53, 12), (24, 24, 24), (47, 30, 20)])
-def test_local_attention_matches_window_loop(h, w, p):
+def _randomise(module: torch.nn.Module, std: float) -> None:
+    for prm in module.parameters():
+        prm.copy_(torch.randn_like(prm) * std)
+
+
+@pytest.mark.parametrize(("h", "w", "p", "heads"), [(37, 53, 12, 1), (24, 24, 24, 1),
+                                                    (47, 30, 20, 1), (30, 41, 16, 2)])
+def test_local_attention_matches_window_loop(h, w, p, heads):
     torch.manual_seed(p)
-    layer = spin.LocalAttention(16, 1, 8, p)
-    for prm in layer.parameters():
-        prm.copy_(torch.randn_like(prm) * 0.5)
+    layer = spin.LocalAttention(16, heads, 8, p)
+    _randomise(layer, 0.5)
     x = torch.randn(2, 16, h, w)
     got = layer(x.permute(0, 2, 3, 1).contiguous()).permute(0, 3, 1, 2)
     assert torch.allclose(got, _reference_local(layer, x), atol=1e-5)
 
 
-def test_superpixel_self_attention_write_back_counts_own_value():
+@pytest.mark.parametrize("heads", [1, 2])
+def test_superpixel_self_attention_write_back_counts_own_value(heads):
     """A pixel picked m times becomes (v + sum of outputs) / (1 + m); unpicked keeps v."""
     torch.manual_seed(2)
-    layer = spin.SuperpixelSelfAttention(8, 1, 4, topk=20)
-    for prm in layer.parameters():
-        prm.copy_(torch.randn_like(prm))
+    layer = spin.SuperpixelSelfAttention(8, heads, 4, topk=20)
+    _randomise(layer, 1.0)
     tokens = torch.randn(1, 12, 13, 8)
     assoc = spin.associate(tokens, 4)
     got = layer(tokens, assoc)
@@ -323,11 +341,34 @@ def test_superpixel_self_attention_write_back_counts_own_value():
     idx = assoc.top_pixels(20)[0]
     acc, count = v.clone(), torch.ones(156)
     for sel in idx:
-        o = ((q[sel] @ k[sel].T) * 0.5).softmax(-1) @ v[sel]
-        acc[sel] += o
+        o = _softmax_attention(_heads(q[sel], heads), _heads(k[sel], heads),
+                               _heads(v[sel], heads), (4 // heads) ** -0.5)
+        acc[sel] += _merge(o)
         count[sel] += 1
     assert (count == 1).any() and (count > 2).any()
     assert torch.allclose(got.view(156, 8), acc / count[:, None], atol=1e-5)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_superpixel_cross_attention_softmax_axes(heads):
+    """Step 1 normalises over pixels (superpixels gather), step 2 over superpixels."""
+    torch.manual_seed(heads)
+    layer = spin.SuperpixelCrossAttention(8, heads, 4)
+    _randomise(layer, 1.0)
+    tokens = torch.randn(1, 25, 30, 8)
+    assoc = spin.associate(tokens, 12)
+    got = layer(tokens, assoc).reshape(750, 8)
+    xn = layer.norm(tokens).view(750, 8)
+    dense = _dense_association(assoc)[0]  # (M, N)
+    stokens = layer.sp(dense @ xn / (dense.sum(1, keepdim=True) + 1e-16))  # (M, qk)
+    q, k, v = (_heads(xn @ m.weight.flatten(1).T, heads) for m in (layer.q, layer.k, layer.v))
+    s = _heads(stokens, heads)
+    scale = (4 // heads) ** -0.5
+    to_sp = ((k @ s.transpose(-1, -2)) * scale).softmax(-2)  # (h, N, M): over pixels
+    updated = to_sp.transpose(-1, -2) @ v  # (h, M, d)
+    to_px = ((s @ q.transpose(-1, -2)) * scale).softmax(-2)  # (h, M, N): over superpixels
+    ref = _merge(to_px.transpose(-1, -2) @ updated)
+    assert torch.allclose(got, ref, atol=1e-5)
 
 
 # --- memory model ----------------------------------------------------------------------------

@@ -4,7 +4,9 @@ State-dict compatible with the official ``models/spin.py`` (ArcticHare105/SPIN a
 ``dce4b33``) and numerically equivalent to it, without its CUDA-only distance extension:
 
 * the 9-neighbour superpixel-pixel distance is plain torch, summed channel after channel in
-  channel order with separate element-wise ops, so CPU, CUDA and MPS compute the same bits;
+  channel order with separate element-wise ops: from the same centroids, CPU, CUDA and MPS
+  compute the same bits as the official kernel (the centroid sums themselves, like the
+  official matrix product, may differ in the last bits between devices);
 * the superpixel-pixel association is kept sparse (9 weights per pixel) instead of the
   official dense ``superpixels x pixels`` matrix, and every attention goes through
   ``scaled_dot_product_attention``: memory grows linearly with the image area;
@@ -43,6 +45,7 @@ INFO = ArchInfo(
     min_size=24,
     # Association reaches one grid cell (< 2 x 24 px on floor grids) beyond a pixel's own.
     context=48,
+    # Tiles on a 24-pixel grid give the 12- and 24-pixel blocks whole cells.
     tile_multiple=24,
     half_dtypes=(),
 )
