@@ -8,8 +8,12 @@ Geometry (all in low-resolution pixels unless a name ends in ``_hr``):
 * A tile's **output span** is its core grown by ``overlap // 2`` on every inner side; over
   the ``overlap`` pixels two neighbours share, their weights cross-fade with a raised cosine
   and sum to exactly one (the weights are separable, so corners of four tiles also sum to one).
-* A tile's **source window**, the pixels the model reads, is the output span grown by at least
-  ``context`` on every inner side and aligned to ``tile_multiple``.
+* A tile's **source window**, the pixels the model reads, is its core grown by at least
+  ``context`` on every inner side (aligned to ``tile_multiple``): every core pixel sees
+  ``context`` pixels beyond it. The fades lie inside that context, so a pixel in the outer
+  half of a fade (weight < 1/2) sees at least ``context - overlap // 2``. Measuring the
+  context from the core, as the official HAT tile mode does with its 32-pixel pad, keeps the
+  extra work of tiling low.
 
 :class:`BandStitcher` assembles the output one row of tiles (a band) at a time: only the band
 lives in float32; finished rows are converted into the caller's preallocated output array
@@ -120,13 +124,14 @@ class TilePlan:
 
 
 def source_reach(context: int, overlap: int, multiple: int) -> int:
-    """Source pixels read beyond an output span so that every blended pixel has ``context``.
+    """Source pixels read beyond a tile's output span (its core plus the fades).
 
-    The core-to-source distance ``overlap // 2 + reach`` is rounded up to ``multiple`` so that
-    inner source windows start and end on the architecture's window grid.
+    The core-to-source distance ``overlap // 2 + reach`` is ``context`` (at least the fade)
+    rounded up to ``multiple``, so that inner source windows start and end on the
+    architecture's window grid.
     """
     half = overlap // 2
-    return _round_up(context + half, multiple) - half
+    return _round_up(max(context, half), multiple) - half
 
 
 def min_core(overlap: int, multiple: int) -> int:

@@ -44,14 +44,16 @@ def test_weights_sum_to_one_everywhere(h, w, s, tile, ctx, m):
 
 
 @pytest.mark.parametrize("h,w,s,tile,ctx,m", PLANS)
-def test_every_blended_pixel_has_its_context(h, w, s, tile, ctx, m):
+def test_every_core_pixel_has_its_context(h, w, s, tile, ctx, m):
     plan = plan_tiles(h, w, scale=s, tile=tile, context=ctx, multiple=m)
     if tile:
         assert max(plan.max_source) <= tile
+    half = plan.overlap // 2
     for t in plan.tiles:
-        for out, src, size in ((t.out_y, t.src_y, h), (t.out_x, t.src_x, w)):
-            assert src.lo == 0 or out.lo - src.lo >= ctx
-            assert src.hi == size or src.hi - out.hi >= ctx
+        for core, out, src, size in ((t.core_y, t.out_y, t.src_y, h),
+                                     (t.core_x, t.out_x, t.src_x, w)):
+            assert src.lo == 0 or (core.lo - src.lo >= ctx and out.lo - src.lo >= ctx - half)
+            assert src.hi == size or (src.hi - core.hi >= ctx and src.hi - out.hi >= ctx - half)
             # inner windows sit on the architecture's window grid
             assert src.lo % m == 0 and (src.hi == size or src.hi % m == 0)
     # cores partition the image
