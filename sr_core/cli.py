@@ -159,7 +159,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                 if dest.exists() and not args.overwrite:
                     raise OutputExistsError(f"Refusing to write {dest}: the file already "
                                             "exists (pass --overwrite to replace it).")
-                with tqdm(total=None, unit="tile", desc=Path(name).name, file=sys.stderr,
+                tiles = len(up.plan(photo.height, photo.width,
+                                    channels=3 + (photo.alpha is not None)).tiles)
+                with tqdm(total=tiles, unit="tile", desc=Path(name).name, file=sys.stderr,
                           dynamic_ncols=True, leave=False) as bar:
                     def progress(done: int, total: int, _eta: float, bar: tqdm = bar) -> None:
                         bar.total = total
