@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import golden_case
+from reference import golden_case
 
 from sr_core import load_model
 from sr_core.archs import asid

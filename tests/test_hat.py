@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import golden_case, golden_ids, shared_dir_or_none
+from reference import golden_case, golden_ids, shared_dir_or_none
 
 from sr_core import load_model
 from sr_core.archs import hat

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import golden_case, golden_ids, shared_dir_or_none
+from reference import golden_case, golden_ids, shared_dir_or_none
 from safetensors.torch import load_file
 
 from sr_core import load_model
