@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from sr_core import load_model
 from sr_core.archs import spin
 from sr_core.errors import CheckpointError, ImageTooSmallError
-from tests.conftest import golden_case, golden_ids, shared_dir_or_none
+from reference import golden_case, golden_ids, shared_dir_or_none
 
 _SHARED = shared_dir_or_none()
 _GOLDEN_DIR = _SHARED / "reference" / "golden" if _SHARED else None
