@@ -21,7 +21,15 @@ from .errors import CheckpointError, UnsafeCheckpointError
 
 #: Container keys of the official training/EMA wrappers, most preferred first
 #: (BasicSR: params_ema then params; SPIN: model_state_dict; Lightning & co: state_dict).
-CONTAINER_KEYS = ("params_ema", "params", "model_state_dict", "state_dict", "model", "net", "generator")
+CONTAINER_KEYS = (
+    "params_ema",
+    "params",
+    "model_state_dict",
+    "state_dict",
+    "model",
+    "net",
+    "generator",
+)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
@@ -58,7 +66,9 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{p.name}: not a readable safetensors file ({_first_line(e)}).") from e
+        raise CheckpointError(
+            f"{p.name}: not a readable safetensors file ({_first_line(e)})."
+        ) from e
 
 
 def _read_pickle(p: Path) -> Any:
@@ -71,8 +81,18 @@ def _read_pickle(p: Path) -> Any:
             f"{p.name}: refused to load, the file contains pickled code or objects{what}, "
             "not just tensors; nothing in it was run."
         ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError,
-            ImportError, TypeError, KeyError, IndexError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        AttributeError,
+        ImportError,
+        TypeError,
+        KeyError,
+        IndexError,
+    ) as e:
         raise CheckpointError(
             f"{p.name}: not a readable PyTorch checkpoint (truncated or corrupt: {_first_line(e)})."
         ) from e
@@ -106,7 +126,9 @@ def unwrap_state_dict(obj: Any, origin: str = "checkpoint") -> dict[str, torch.T
         seen += 1
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             break
-        inner = next((obj[k] for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None)
+        inner = next(
+            (obj[k] for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None
+        )
         if inner is None:
             # A dict mixing tensors and bookkeeping: keep the tensors only.
             tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
@@ -124,7 +146,7 @@ def unwrap_state_dict(obj: Any, origin: str = "checkpoint") -> dict[str, torch.T
             continue
         k = str(key)
         while k.startswith("module."):
-            k = k[len("module."):]
+            k = k[len("module.") :]
         t = value.detach().to("cpu")
         if t.is_floating_point() and t.dtype != torch.float32:
             t = t.float()

@@ -16,7 +16,12 @@ from torch import nn
 
 from .archs.layers import ArchInfo
 from .checkpoint import CHECKPOINT_SUFFIXES, read_state_dict, unwrap_state_dict
-from .errors import CheckpointError, ImageTooSmallError, ModelNotFoundError, UnknownArchitectureError
+from .errors import (
+    CheckpointError,
+    ImageTooSmallError,
+    ModelNotFoundError,
+    UnknownArchitectureError,
+)
 
 
 def families() -> tuple[ModuleType, ...]:
@@ -43,8 +48,15 @@ class SRModel(nn.Module):
     The caller's tensor is never modified.
     """
 
-    def __init__(self, net: nn.Module, family: ModuleType, config: Any, *,
-                 source: str = "", skipped_keys: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        family: ModuleType,
+        config: Any,
+        *,
+        source: str = "",
+        skipped_keys: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.net = net
         self.family = family
@@ -127,7 +139,9 @@ def load_model(source: Any, *, arch: str | None = None, **overrides: Any) -> SRM
         else:
             return _load_catalogue_model(str(source), arch=arch, **overrides)
     else:
-        raise TypeError(f"load_model() takes a path, a state dict or a model id, not {type(source).__name__}")
+        raise TypeError(
+            f"load_model() takes a path, a state dict or a model id, not {type(source).__name__}"
+        )
     return build_from_state_dict(sd, origin=origin, arch=arch, **overrides)
 
 
@@ -135,7 +149,9 @@ def _load_catalogue_model(model_id: str, *, arch: str | None, **overrides: Any) 
     try:
         from . import catalog
     except ImportError as e:  # pragma: no cover - catalogue is part of the package
-        raise ModelNotFoundError(f"{model_id}: no such file, and no model catalogue is available.") from e
+        raise ModelNotFoundError(
+            f"{model_id}: no such file, and no model catalogue is available."
+        ) from e
     path = catalog.ensure_model(model_id)
     sd = read_state_dict(path)
     if catalog.is_community(model_id):  # an imported ESRGAN, SwinIR...: spandrel builds it
@@ -145,8 +161,9 @@ def _load_catalogue_model(model_id: str, *, arch: str | None, **overrides: Any) 
     return build_from_state_dict(sd, origin=model_id, arch=arch, **overrides)
 
 
-def detect(sd: Mapping[str, torch.Tensor], *, arch: str | None = None,
-           origin: str = "checkpoint") -> tuple[ModuleType, Any]:
+def detect(
+    sd: Mapping[str, torch.Tensor], *, arch: str | None = None, origin: str = "checkpoint"
+) -> tuple[ModuleType, Any]:
     """Find the one family whose ``detect()`` recognises ``sd``; return it and its config."""
     fams = families()
     if arch is not None:
@@ -154,7 +171,9 @@ def detect(sd: Mapping[str, torch.Tensor], *, arch: str | None = None,
         fams = tuple(f for f in fams if f.INFO.name == wanted)
         if not fams:
             names = ", ".join(f.INFO.name for f in families())
-            raise UnknownArchitectureError(f"{origin}: unknown architecture '{arch}' (known: {names}).")
+            raise UnknownArchitectureError(
+                f"{origin}: unknown architecture '{arch}' (known: {names})."
+            )
     hits = []
     for f in fams:
         try:
@@ -172,12 +191,19 @@ def detect(sd: Mapping[str, torch.Tensor], *, arch: str | None = None,
         )
     if len(hits) > 1:
         names = ", ".join(f.INFO.title for f, _ in hits)
-        raise UnknownArchitectureError(f"{origin}: ambiguous weights, they fit {names}; pass arch=...")
+        raise UnknownArchitectureError(
+            f"{origin}: ambiguous weights, they fit {names}; pass arch=..."
+        )
     return hits[0]
 
 
-def build_from_state_dict(sd: Mapping[str, torch.Tensor], *, origin: str = "checkpoint",
-                          arch: str | None = None, **overrides: Any) -> SRModel:
+def build_from_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    *,
+    origin: str = "checkpoint",
+    arch: str | None = None,
+    **overrides: Any,
+) -> SRModel:
     """Detect, build and strictly load a model from an unwrapped state dict."""
     family, config = detect(sd, arch=arch, origin=origin)
     if overrides:
@@ -185,17 +211,23 @@ def build_from_state_dict(sd: Mapping[str, torch.Tensor], *, origin: str = "chec
             config = dataclasses.replace(config, **overrides)
         except TypeError as e:
             fields = ", ".join(f.name for f in dataclasses.fields(config))
-            raise CheckpointError(f"{origin}: invalid override ({e}); valid fields: {fields}.") from e
+            raise CheckpointError(
+                f"{origin}: invalid override ({e}); valid fields: {fields}."
+            ) from e
     net = family.build(config)
     skipped = _load_strict(net, sd, origin, f"{family.INFO.title} {config.variant} x{config.scale}")
     if skipped:
-        warnings.warn(f"{origin}: ignored {len(skipped)} non-weight entries: {', '.join(skipped)}",
-                      stacklevel=2)
+        warnings.warn(
+            f"{origin}: ignored {len(skipped)} non-weight entries: {', '.join(skipped)}",
+            stacklevel=2,
+        )
     model = SRModel(net, family, config, source=origin, skipped_keys=tuple(skipped))
     return model.eval()
 
 
-def _load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], origin: str, what: str) -> list[str]:
+def _load_strict(
+    net: nn.Module, sd: Mapping[str, torch.Tensor], origin: str, what: str
+) -> list[str]:
     """Load every parameter; refuse missing or unexpected weights and wrong shapes.
 
     Buffers the network rebuilds itself (index tables) may be absent from the file; integer
@@ -217,7 +249,8 @@ def _load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], origin: str, wh
     for k, v in own.items():
         if k in sd and tuple(sd[k].shape) != tuple(v.shape):
             raise CheckpointError(
-                f"{origin}: weight '{k}' has shape {tuple(sd[k].shape)} but {what} expects {tuple(v.shape)}."
+                f"{origin}: weight '{k}' has shape {tuple(sd[k].shape)} "
+                f"but {what} expects {tuple(v.shape)}."
             )
     net.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     return skipped

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import golden_case, golden_ids, shared_dir_or_none
 
 from sr_core import load_model
 from sr_core.archs import spin
 from sr_core.errors import CheckpointError, ImageTooSmallError
-from reference import golden_case, golden_ids, shared_dir_or_none
 
 _SHARED = shared_dir_or_none()
 _GOLDEN_DIR = _SHARED / "reference" / "golden" if _SHARED else None
