@@ -80,7 +80,7 @@ def test_shipped_catalogue_lists_every_official_model_with_its_facts():
     ids = [e.id for e in catalog.entries()]
     for want in ("hpinet-s-x4", "hpinet-m-x2", "hpinet-m-x3", "hpinet-m-x4", "hpinet-l-x4",
                  "hat-s-x2", "hat-x3", "hat-l-x4", "real-hat-gan-x4", "asid-x2", "asid-d8-x4",
-                 "spin-x2", "spin-x3", "spin-x4"):
+                 "finescale-asid-x4"):
         assert want in ids
     assert len(ids) == len(set(ids))
     for e in catalog.entries():
@@ -92,7 +92,8 @@ def test_shipped_catalogue_lists_every_official_model_with_its_facts():
     assert not catalog.get("hpinet-l-x4").pinned  # hash unknown: trust on first use
     hat = catalog.get("hat-s-x4")
     assert hat.mirrors and not hat.urls and not hat.pinned  # third-party mirror: unverified
-    assert catalog.get("spin-x4").embedded
+    ours = catalog.get("finescale-asid-x4")
+    assert ours.embedded and ours.pinned and catalog.is_installed("finescale-asid-x4")
 
 
 def test_published_hashes_and_sizes_match_the_official_files(hpinet_dir):
@@ -271,13 +272,16 @@ def test_remove_and_verify(cache, server):
     assert not catalog.is_installed("hpinet-m-x4") and not path.exists()
     with pytest.raises(ModelNotFoundError, match="hpinet-m-x4: is not installed"):
         catalog.remove("hpinet-m-x4")
-    with pytest.raises(FinescaleError, match="spin-x4: ships with Finescale"):
-        catalog.remove("spin-x4")
+    with pytest.raises(FinescaleError, match="finescale-asid-x4: ships with Finescale"):
+        catalog.remove("finescale-asid-x4")
 
 
-def test_default_model_names_what_to_download_until_one_is_installed(cache, server):
-    if catalog.is_installed("spin-x4"):
-        pytest.skip("the embedded default ships in this checkout; covered by the next test")
+def test_default_model_names_what_to_download_until_one_is_installed(cache, server, tmp_path,
+                                                                     monkeypatch):
+    # The shipped catalogue, as in an installation whose embedded weights went missing.
+    shipped = (paths.resources_dir() / "models.toml").read_text()
+    _catalogue(tmp_path, monkeypatch, shipped)
+    assert not catalog.is_installed("finescale-asid-x4")
     with pytest.raises(ModelNotFoundError, match="run `finescale models download hpinet-m-x4`"):
         catalog.default_model()
     catalog.ensure_model("hpinet-m-x4", options=FAST)
