@@ -153,6 +153,33 @@ def release_cached_memory(device: torch.device) -> None:
             torch.mps.empty_cache()
 
 
+_PROMPT_RELEASE_DONE = False
+#: Allocations of at least this many bytes are mapped and unmapped directly by glibc.
+MMAP_THRESHOLD = 1 << 20
+
+
+def release_freed_memory_promptly() -> None:
+    """Have glibc hand large freed blocks straight back to the system (Linux; once).
+
+    By default glibc keeps freed blocks below a threshold that grows up to 32 MiB for reuse.
+    Tiles of different sizes fragment that pool and the process swells by hundreds of MB
+    from tile to tile (measured on ASID x4, 1 MP: peak RSS 1.9 GB, and 1.15 GB with this).
+    A fixed threshold maps big tensors directly; their page faults cost little next to a
+    tile's compute. This affects the whole process; elsewhere (macOS, Windows) it does nothing.
+    """
+    global _PROMPT_RELEASE_DONE
+    if _PROMPT_RELEASE_DONE or not sys.platform.startswith("linux"):
+        return
+    _PROMPT_RELEASE_DONE = True
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (e.g. musl): leave the allocator alone
+        pass
+
+
 def available_ram() -> int:
     """Bytes of RAM the system can give this process without swapping (best effort)."""
     try:

@@ -29,6 +29,7 @@ from .device import (
     is_out_of_memory,
     memory_budget,
     release_cached_memory,
+    release_freed_memory_promptly,
 )
 from .errors import Cancelled, FinescaleError
 from .models import SRModel, load_model
@@ -106,6 +107,7 @@ class Upscaler:
         self.tile = self._parse_tile(tile)
         self._splits = 0
         self.model.to(device=self.device, dtype=self.dtype).eval()
+        release_freed_memory_promptly()
 
     # --- planning ---------------------------------------------------------------------------
     @property
