@@ -216,6 +216,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--budget-minutes", type=float, metavar="MIN",
+                   help="train for this much time over all resumes; the schedule follows time")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop this run after MIN minutes with a checkpoint to resume from")
     p.set_defaults(handler=_cmd_train)
 
 
@@ -227,11 +231,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       patch=args.patch, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
                       ema_decay=args.ema_decay, val_every=args.val_every,
                       ckpt_every=args.ckpt_every, workers=args.workers, seed=args.seed,
-                      device=args.device)
+                      device=args.device, budget_minutes=args.budget_minutes,
+                      time_limit_minutes=args.time_limit)
     summary = train(cfg, log=lambda m: print(m, file=sys.stderr))
+    done = "stopped at the time limit" if summary["stopped"] == "time limit" else "finished"
     print(
-        f"best validation PSNR {summary['best_psnr']:.3f} dB after {summary['iterations']} "
-        f"iterations; weights in {summary['out']}/best_ema.safetensors")
+        f"{done}: best validation PSNR {summary['best_psnr']:.3f} dB after "
+        f"{summary['iterations']} iterations ({summary['train_minutes']:.1f} min); "
+        f"weights in {summary['out']}/best_ema.safetensors")
     return 0
 
 

@@ -52,6 +52,12 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     device: str = "auto"
+    # Training time, in minutes, over all resumes. When set, the learning-rate schedule runs on
+    # elapsed training time instead of iterations and training stops when it is spent, so a run
+    # split across short GPU slots still ends with a fully annealed schedule.
+    budget_minutes: float | None = None
+    # Stop this invocation (checkpoint saved) after this many minutes; resume later.
+    time_limit_minutes: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,16 +186,15 @@ def validate(model: SRModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     return float(np.mean(vals))
 
 
-def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
-        if cfg.schedule == "step":
-            return 0.5 ** int(t * 4)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
+def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Learning-rate multiplier: linear warm-up over ``cfg.warmup`` iterations, then cosine
+    (or four halvings for "step") over ``progress`` in [0, 1]."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    t = min(1.0, max(0.0, progress))
+    if cfg.schedule == "step":
+        return 0.5 ** min(3, int(t * 4))
+    return 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -209,42 +214,89 @@ def export_weights(model_net: nn.Module, path: Path, metadata: dict[str, str]) -
     os.replace(tmp, path)
 
 
+def _done(cfg: TrainConfig, step: int, seconds: float) -> bool:
+    if cfg.budget_minutes is not None:
+        return seconds >= cfg.budget_minutes * 60
+    return step >= cfg.iters
+
+
+def _progress(cfg: TrainConfig, step: int, seconds: float) -> float:
+    if cfg.budget_minutes is not None:
+        return seconds / (cfg.budget_minutes * 60)
+    return (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
+
+
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) a training run; returns a summary with the best validation PSNR."""
+    """Run (or resume) a training run; returns a summary with the best validation PSNR.
+
+    Stops after ``cfg.iters`` iterations, or, with ``cfg.budget_minutes``, once that much
+    training time has been spent over all resumes; ``cfg.time_limit_minutes`` ends this
+    invocation early with a checkpoint to resume from.
+    """
     from tqdm import tqdm
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.variant, cfg.scale).to(device)
     model.train()
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     ema = EMA(model.net, cfg.ema_decay)
-    step, best, history = 0, -1.0, []
+    step, best, history, seconds = 0, -1.0, [], 0.0
     last = out / "last.pth"
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         model.net.load_state_dict(state["params"])
         ema.net.load_state_dict(state["params_ema"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         step, best, history = int(state["iter"]), float(state["best_psnr"]), list(state["history"])
-        log(f"resumed {last} at iteration {step} (best Set5 PSNR so far {best:.3f} dB)")
+        seconds = float(state.get("train_seconds", 0.0))
+        log(f"resumed {last} at iteration {step} after {seconds / 60:.1f} min of training "
+            f"(best Set5 PSNR so far {best:.3f} dB)")
     ema_model = SRModel(ema.net, model.family, model.config, source="ema")
     val_pairs = validation_set(cfg.val, cfg.scale)
     paths = list_images(cfg.data)
     loader = DataLoader(PatchStream(paths, cfg.scale, cfg.patch, cfg.seed + step),
                         batch_size=cfg.batch, num_workers=cfg.workers,
-                        persistent_workers=cfg.workers > 0)
+                        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     batches = iter(loader)
-    amp = device.type == "cuda"
+    # Autocast only where the family is known to be exact in bf16 (SPIN's superpixel
+    # association is not: it trains in float32).
+    amp = device.type == "cuda" and "bfloat16" in model.family.INFO.half_dtypes
     meta = {"arch": model.arch, "variant": model.variant, "scale": str(model.scale)}
-    bar = tqdm(total=cfg.iters, initial=step, desc=f"train {model.name}", dynamic_ncols=True)
-    t0, loss_avg = time.time(), None
-    while step < cfg.iters:
+    timed = cfg.budget_minutes is not None
+    total = round(cfg.budget_minutes * 60) if timed else cfg.iters
+    bar = tqdm(total=total, initial=round(seconds) if timed else step,
+               desc=f"train {model.name}", unit="s" if timed else "it", dynamic_ncols=True)
+    start, loss_avg = time.monotonic(), None
+    seconds0 = seconds
+
+    def checkpoint() -> None:
+        _atomic_save({"params": model.net.state_dict(), "params_ema": ema.net.state_dict(),
+                      "optimizer": opt.state_dict(), "iter": step, "best_psnr": best,
+                      "history": history, "train_seconds": seconds, "config": asdict(cfg)},
+                     last)
+
+    def run_validation() -> None:
+        nonlocal best
+        p = validate(ema_model, val_pairs, device)
+        history.append({"iter": step, "psnr": p, "seconds": seconds})
+        if p > best:
+            best = p
+            export_weights(ema.net, out / "best_ema.safetensors",
+                           {**meta, "iterations": str(step), "val_psnr": f"{p:.4f}",
+                            "train_minutes": f"{seconds / 60:.1f}"})
+        log(f"iteration {step} ({seconds / 60:.1f} min): validation PSNR {p:.3f} dB "
+            f"(best {best:.3f})")
+
+    stopped = "finished"
+    while not _done(cfg, step, seconds):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_factor(cfg, step, _progress(cfg, step, seconds))
         lr_b, hr_b = (t.to(device, non_blocking=True) for t in next(batches))
         model.train()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -252,24 +304,25 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         step += 1
         ema.update(model.net, step)
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_avg:.4f}", best=f"{best:.2f}")
-        if step % cfg.val_every == 0 or step == cfg.iters:
-            p = validate(ema_model, val_pairs, device)
-            history.append({"iter": step, "psnr": p, "seconds": time.time() - t0})
-            if p > best:
-                best = p
-                export_weights(ema.net, out / "best_ema.safetensors",
-                               {**meta, "iterations": str(step), "val_psnr": f"{p:.4f}"})
-            log(f"iteration {step}: validation PSNR {p:.3f} dB (best {best:.3f})")
-        if step % cfg.ckpt_every == 0 or step == cfg.iters:
-            _atomic_save({"params": model.net.state_dict(), "params_ema": ema.net.state_dict(),
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "iter": step, "best_psnr": best, "history": history,
-                          "config": asdict(cfg)}, last)
+        before, seconds = seconds, seconds0 + time.monotonic() - start
+        bar.update(round(seconds) - round(before) if timed else 1)
+        bar.set_postfix(loss=f"{loss_avg:.4f}", best=f"{best:.2f}", it=step)
+        finished = _done(cfg, step, seconds)
+        if step % cfg.val_every == 0 or finished:
+            run_validation()
+        if step % cfg.ckpt_every == 0 or finished:
+            checkpoint()
+        if (not finished and cfg.time_limit_minutes is not None
+                and seconds - seconds0 >= cfg.time_limit_minutes * 60):
+            stopped = "time limit"
+            if step % cfg.val_every:
+                run_validation()
+            checkpoint()
+            log(f"time limit reached at iteration {step}; resume with the same command")
+            break
     bar.close()
-    return {"best_psnr": best, "iterations": step, "history": history, "out": str(out)}
+    return {"best_psnr": best, "iterations": step, "history": history, "out": str(out),
+            "train_minutes": seconds / 60, "stopped": stopped}

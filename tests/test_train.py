@@ -9,7 +9,7 @@ from PIL import Image
 
 from sr_core import load_model
 from sr_core.models import families
-from sr_core.train import TrainConfig, build_model, train
+from sr_core.train import TrainConfig, build_model, lr_factor, train
 
 
 def _images(folder, n: int, size: tuple[int, int], seed: int) -> None:
@@ -73,3 +73,41 @@ def test_unknown_architecture_is_one_sentence() -> None:
 
     with pytest.raises(FinescaleError, match="unknown architecture 'esrgan'"):
         build_model("esrgan", None, 4)
+
+
+def test_schedule_warms_up_then_anneals_to_zero() -> None:
+    cfg = TrainConfig(arch="asid", scale=2, data=[], val=[], out="", warmup=10, lr=1e-3)
+    assert lr_factor(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 500, 0.5) == pytest.approx(0.5)
+    assert lr_factor(cfg, 900, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(cfg, 999, 1.7) == pytest.approx(0.0, abs=1e-12)  # over budget: stays 0
+    cfg.schedule = "step"
+    assert [lr_factor(cfg, 50, t) for t in (0.1, 0.3, 0.6, 0.9, 1.0)] == [
+        1.0, 0.5, 0.25, 0.125, 0.125]
+
+
+def test_a_time_budget_split_over_short_slots_adds_up_and_ends_annealed(tmp_path) -> None:
+    # GPU time comes in short slots: each invocation stops at its time limit with a
+    # checkpoint, and the next one carries on the same schedule until the budget is spent.
+    data, val = tmp_path / "train", tmp_path / "val"
+    _images(data, 2, (64, 64), seed=3)
+    _images(val, 1, (48, 48), seed=4)
+    cfg = TrainConfig(arch="asid", variant="ASID", scale=2, data=[str(data)], val=[str(val)],
+                      out=str(tmp_path / "run"), batch=1, patch=12, warmup=1, val_every=10**6,
+                      ckpt_every=10**6, workers=0, budget_minutes=0.03,
+                      time_limit_minutes=0.012)
+    first = train(cfg, log=lambda m: None)
+    assert first["stopped"] == "time limit"
+    assert 0.012 <= first["train_minutes"] < 0.03
+    assert (tmp_path / "run" / "best_ema.safetensors").exists()  # validated on the way out
+    cfg.time_limit_minutes = None
+    messages: list[str] = []
+    second = train(cfg, log=messages.append)
+    assert any("resumed" in m for m in messages)
+    assert second["stopped"] == "finished"
+    assert second["iterations"] > first["iterations"]
+    assert second["train_minutes"] >= 0.03
+    ckpt = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert ckpt["train_seconds"] == pytest.approx(second["train_minutes"] * 60)
+    assert lr_factor(cfg, ckpt["iter"], ckpt["train_seconds"] / (0.03 * 60)) == 0.0
