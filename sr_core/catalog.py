@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -367,9 +368,9 @@ def _writable_cache(mid: str) -> Path:
     cache = paths.cache_dir()
     try:
         (cache / ".locks").mkdir(parents=True, exist_ok=True)
-        probe = cache / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A uniquely named probe: two threads of one process must not remove each other's.
+        with tempfile.NamedTemporaryFile(dir=cache, prefix=".write-test."):
+            pass
     except OSError as e:
         raise WriteError(f"{mid}: cannot write to the model cache {cache} ({e.strerror or e}); "
                          f"set {paths.CACHE_ENV} to a writable folder.") from e

@@ -474,7 +474,7 @@ def test_sigkill_midway_then_restart_produces_every_image_exactly_once(
     assert sorted(k for k, v in rows.items() if v["status"] == "done") == sorted(good)
     for rel in bad:
         assert rows[rel]["reason"] and (str(src / rel) in rows[rel]["reason"])
-    assert all(rows[g]["seconds"] is not None or "finished just before" in
+    assert all(rows[g].get("seconds") is not None or "finished just before" in
                " ".join(rows[g].get("notes", [])) for g in good)
     for rel in ("sub/truncated.png", "damaged.png"):
         assert rows[rel]["reason"] in second.stderr
