@@ -94,6 +94,11 @@ def test_shipped_catalogue_lists_every_official_model_with_its_facts():
     assert hat.mirrors and not hat.urls and not hat.pinned  # third-party mirror: unverified
     ours = catalog.get("finescale-asid-x4")
     assert ours.embedded and ours.pinned and catalog.is_installed("finescale-asid-x4")
+    for s in (2, 3, 4):  # our SPIN weights: no official ones exist
+        spin = catalog.get(f"finescale-spin-x{s}")
+        assert (spin.arch, spin.scale, spin.embedded, spin.pinned) == ("spin", s, True, True)
+        assert catalog.is_installed(spin.id)
+        assert load_model(catalog.ensure_model(spin.id)).scale == s
 
 
 def test_published_hashes_and_sizes_match_the_official_files(hpinet_dir):
