@@ -3,6 +3,7 @@ a tiny fast model, and small pictures."""
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
@@ -26,6 +27,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_between_tests():
+    """Collect a finished test's Qt objects here, after its widgets closed and its worker
+    threads stopped, rather than in a collection Python starts at a random moment of a later
+    test while that test's worker thread runs (which once crashed the run under load)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
