@@ -64,6 +64,9 @@ class SRModel(nn.Module):
         self.config = config
         self.source = source
         self.skipped_keys = skipped_keys
+        #: float32 on CUDA without TF32 (reproduces the official outputs). Training turns it
+        #: off: TF32 is the usual trade there, and it is several times faster.
+        self.exact_fp32 = True
 
     @property
     def arch(self) -> str:
@@ -108,7 +111,8 @@ class SRModel(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             z = F.pad(z, (0, pw, 0, ph), mode=self.info.pad_mode)
-        if z.is_cuda and z.dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+        if (self.exact_fp32 and z.is_cuda and z.dtype == torch.float32
+                and torch.backends.cudnn.allow_tf32):
             # cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa): measured on
             # an H100 that moves SPIN's output by 5 grey levels and the others by 2e-4, far
             # outside the golden tolerances. float32 on CUDA means float32.

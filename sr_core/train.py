@@ -243,6 +243,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.variant, cfg.scale).to(device)
+    model.exact_fp32 = False  # TF32 convolutions while training on CUDA; validation is exact
     model.train()
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     ema = EMA(model.net, cfg.ema_decay)
