@@ -26,7 +26,6 @@ import sys
 import time
 import types
 import warnings
-import weakref
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sr_core.archs import asid  # noqa: E402
+from sr_core.bench import peak_live_bytes as live_peak  # noqa: E402
 
 
 def load_official(asid_dir: Path, omnisr_dir: Path, variant: str, scale: int) -> torch.nn.Module:
@@ -80,37 +80,8 @@ def time_forward(net: torch.nn.Module, x: torch.Tensor, repeat: int) -> tuple[fl
 
 def peak_live_bytes(net: torch.nn.Module, x: torch.Tensor) -> int:
     """Peak bytes of tensors created during one forward (live tensors, not the allocator)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-
-    live: dict[int, list[int]] = {}
-    state = {"cur": 0, "peak": 0}
-
-    def release(ptr: int) -> None:
-        entry = live[ptr]
-        entry[1] -= 1
-        if entry[1] == 0:
-            state["cur"] -= entry[0]
-            del live[ptr]
-
-    class Track(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in tree_leaves(out):
-                if isinstance(t, torch.Tensor):
-                    st = t.untyped_storage()
-                    ptr = st.data_ptr()
-                    if ptr not in live:
-                        live[ptr] = [st.nbytes(), 0]
-                        state["cur"] += st.nbytes()
-                        state["peak"] = max(state["peak"], state["cur"])
-                    live[ptr][1] += 1
-                    weakref.finalize(t, release, ptr)
-            return out
-
-    with torch.inference_mode(), Track():
-        net(x)
-    return state["peak"]
+    with torch.inference_mode():
+        return live_peak(lambda: net(x))
 
 
 def parse_size(text: str) -> tuple[int, int]:

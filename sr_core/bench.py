@@ -26,6 +26,46 @@ from .errors import FinescaleError
 Progress = Callable[[int, int], None]
 
 
+def peak_live_bytes(fn: Callable[[], Any]) -> int:
+    """Peak bytes of the tensors created while ``fn`` runs: live tensor storages, counted as
+    they are made and freed (not the allocator's caches), so a memory model can be checked
+    against what a forward really holds at once."""
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    live: dict[int, list[int]] = {}  # storage pointer -> [bytes, tensors still using it]
+    state = {"cur": 0, "peak": 0}
+
+    def release(ptr: int) -> None:
+        entry = live[ptr]
+        entry[1] -= 1
+        if entry[1] == 0:
+            state["cur"] -= entry[0]
+            del live[ptr]
+
+    class Track(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    st = t.untyped_storage()
+                    ptr = st.data_ptr()
+                    if ptr not in live:
+                        live[ptr] = [st.nbytes(), 0]
+                        state["cur"] += st.nbytes()
+                        state["peak"] = max(state["peak"], state["cur"])
+                    live[ptr][1] += 1
+                    weakref.finalize(t, release, ptr)
+            return out
+
+    with Track():
+        fn()
+    return state["peak"]
+
+
 @dataclass(frozen=True)
 class BenchResult:
     """What one ``finescale bench`` measured."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-import weakref
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from reference import golden_case
 
 from sr_core import load_model
 from sr_core.archs import asid
+from sr_core.bench import peak_live_bytes
 from sr_core.errors import CheckpointError, ImageTooSmallError
 from sr_core.protocol import official_tiled, tile_starts
 
@@ -295,38 +295,9 @@ def test_local_block_excitation_fold_equals_plain_reference() -> None:
 # --- memory estimate -----------------------------------------------------------------------
 def _peak_live_bytes(fn) -> int:
     """Peak bytes of the tensors created while ``fn`` runs (live tensors, not the allocator)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-
-    live: dict[int, list[int]] = {}
-    state = {"cur": 0, "peak": 0}
-
-    def release(ptr: int) -> None:
-        entry = live[ptr]
-        entry[1] -= 1
-        if entry[1] == 0:
-            state["cur"] -= entry[0]
-            del live[ptr]
-
-    class Track(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in tree_leaves(out):
-                if isinstance(t, torch.Tensor):
-                    st = t.untyped_storage()
-                    ptr = st.data_ptr()
-                    if ptr not in live:
-                        live[ptr] = [st.nbytes(), 0]
-                        state["cur"] += st.nbytes()
-                        state["peak"] = max(state["peak"], state["cur"])
-                    live[ptr][1] += 1
-                    weakref.finalize(t, release, ptr)
-            return out
-
-    with warnings.catch_warnings(), Track():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fn()
-    return state["peak"]
+        return peak_live_bytes(fn)
 
 
 @pytest.mark.parametrize("variant, scale, feat, h, w", [
