@@ -251,8 +251,26 @@ class Job:
     result: FileResult
 
 
+class _RowsByStatus:
+    """Rows of the report grouped by status (shared by the plan and the report)."""
+
+    rows: list[FileResult]
+
+    def with_status(self, status: str) -> list[FileResult]:
+        """Rows with this status (in a plan, the jobs still to run are ``pending``)."""
+        return [r for r in self.rows if r.status == status]
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return self.with_status("skipped")
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self.with_status("failed")
+
+
 @dataclass
-class BatchPlan:
+class BatchPlan(_RowsByStatus):
     """Every file found and its fate: ``jobs`` to run, the rest already decided."""
 
     in_dir: Path
@@ -271,18 +289,6 @@ class BatchPlan:
         """Where the report is written."""
         return self.out_dir / REPORT_NAME
 
-    def with_status(self, status: str) -> list[FileResult]:
-        """Rows that are ``status`` at planning time (jobs are ``pending``)."""
-        return [r for r in self.rows if r.status == status]
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return self.with_status("skipped")
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return self.with_status("failed")
-
     @property
     def done_before(self) -> list[FileResult]:
         """Files an interrupted earlier run of this batch already finished."""
@@ -297,7 +303,7 @@ class BatchPlan:
 
 
 @dataclass
-class BatchReport:
+class BatchReport(_RowsByStatus):
     """The state of a batch as written to ``OUT_DIR/finescale-report.json``.
 
     ``state`` is ``running``, ``finished``, ``cancelled`` or ``interrupted`` (an error or
@@ -317,21 +323,9 @@ class BatchReport:
     resumed: int = 0
     removed_temporaries: int = 0
 
-    def with_status(self, status: str) -> list[FileResult]:
-        """Rows with this status."""
-        return [r for r in self.rows if r.status == status]
-
     @property
     def done(self) -> list[FileResult]:
         return self.with_status("done")
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return self.with_status("skipped")
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return self.with_status("failed")
 
     @property
     def pending(self) -> list[FileResult]:
