@@ -578,10 +578,7 @@ class MainWindow(QMainWindow):
             return
         if not self._current(rid):
             return
-        self._end_job()
-        self._drop_preview()
-        self.progress.setValue(0)
-        self.run_label.setText("Failed.")
+        self._abandon_job("Failed.")
         self.message.show_message(text, error=True)
         self.options.refresh_models()
 
@@ -591,11 +588,15 @@ class MainWindow(QMainWindow):
             return
         if not self._current(rid):
             return
+        self._abandon_job("Cancelled; nothing was written.")
+        self.statusBar().showMessage("Cancelled; nothing was written.")
+
+    def _abandon_job(self, label: str) -> None:
+        """A run that produced nothing: the original comes back in place of the preview."""
         self._end_job()
         self._drop_preview()
         self.progress.setValue(0)
-        self.run_label.setText("Cancelled; nothing was written.")
-        self.statusBar().showMessage("Cancelled; nothing was written.")
+        self.run_label.setText(label)
 
     def _drop_preview(self) -> None:
         if self.picture is not None and self.compare.before is not None:
