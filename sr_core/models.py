@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -38,6 +39,13 @@ def families() -> tuple[ModuleType, ...]:
             if e.name != qualified:
                 raise
     return tuple(found)
+
+
+def _without_tf32() -> contextlib.AbstractContextManager[None]:
+    """cuDNN's current flags with TF32 convolutions turned off."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                       deterministic=cudnn.deterministic, allow_tf32=False)
 
 
 class SRModel(nn.Module):
@@ -111,17 +119,12 @@ class SRModel(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             z = F.pad(z, (0, pw, 0, ph), mode=self.info.pad_mode)
-        if (self.exact_fp32 and z.is_cuda and z.dtype == torch.float32
-                and torch.backends.cudnn.allow_tf32):
-            # cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa): measured on
-            # an H100 that moves SPIN's output by 5 grey levels and the others by 2e-4, far
-            # outside the golden tolerances. float32 on CUDA means float32.
-            with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled,
-                                            benchmark=torch.backends.cudnn.benchmark,
-                                            deterministic=torch.backends.cudnn.deterministic,
-                                            allow_tf32=False):
-                y = self.net(z)
-        else:
+        exact = (self.exact_fp32 and z.is_cuda and z.dtype == torch.float32
+                 and torch.backends.cudnn.allow_tf32)
+        # cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa): measured on an
+        # H100 that moves SPIN's output by 5 grey levels and the others by 2e-4, far outside
+        # the golden tolerances. float32 on CUDA means float32.
+        with _without_tf32() if exact else contextlib.nullcontext():
             y = self.net(z)
         s = self.scale
         if ph or pw:
