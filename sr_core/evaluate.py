@@ -4,7 +4,13 @@ For every HR image of a dataset folder: load as RGB (grey files expanded to thre
 channels), modcrop to a multiple of the scale, make the LR with the MATLAB-compatible bicubic
 :func:`~sr_core.metrics.imresize`, super-resolve it, clamp and round to 8 bits, and measure
 PSNR / SSIM on Y with ``scale`` pixels shaved (:mod:`sr_core.metrics`). The model is anything
-:func:`~sr_core.models.load_model` accepts, or ``"bicubic"`` for the classic baseline row.
+:func:`~sr_core.models.load_model` accepts, or ``"bicubic"`` / ``"lanczos"`` for the classic
+baseline rows.
+
+With ``degradation`` (a name of :data:`sr_core.degrade.PRESETS`) the LR goes through a fixed,
+seeded real-world degradation (blur, noise, JPEG) after the bicubic downscale, and the score
+says how well a model restores the photos people actually have; :func:`compare` scores a
+model next to the Lanczos and bicubic enlargements of the same inputs.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class EvalResult:
     scale: int
     protocol: str
     results: tuple[DatasetScore, ...] = field(default_factory=tuple)
+    degradation: str | None = None
 
     def to_dict(self, per_image: bool = False) -> dict[str, Any]:
         """The ``finescale eval --json`` object (non-finite numbers become ``null``)."""
@@ -74,7 +81,10 @@ class EvalResult:
                 row["per_image"] = [{"image": p.image, "psnr": _finite(p.psnr),
                                      "ssim": _finite(p.ssim)} for p in r.per_image]
             rows.append(row)
-        return {"model": self.model, "scale": self.scale, "results": rows}
+        out: dict[str, Any] = {"model": self.model, "scale": self.scale, "results": rows}
+        if self.degradation is not None:
+            out["degradation"] = self.degradation
+        return out
 
 
 def _finite(x: float) -> float | None:
@@ -109,10 +119,29 @@ def read_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot be read as an image ({e}).") from e
 
 
-def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The benchmark LR of a (modcropped) uint8 HR image: MATLAB bicubic by ``1/scale``."""
+def make_lr(hr: np.ndarray, scale: int, degradation: str | None = None,
+            image_name: str = "") -> np.ndarray:
+    """The benchmark LR of a (modcropped) uint8 HR image: MATLAB bicubic by ``1/scale``.
+
+    With ``degradation`` the named preset of :data:`sr_core.degrade.PRESETS` (seeded by
+    ``image_name``) blurs, downscales, adds noise and JPEG-compresses instead.
+    """
     h, w = hr.shape[:2]
-    return imresize(hr, output_shape=(h // scale, w // scale))
+    if degradation is None:
+        return imresize(hr, output_shape=(h // scale, w // scale))
+    return preset(degradation).apply(
+        hr, scale, image_name,
+        lambda x, s: imresize(x, output_shape=(x.shape[0] // s, x.shape[1] // s)))
+
+
+def preset(name: str) -> Any:
+    """The evaluation degradation preset called ``name``; one sentence if there is none."""
+    from .degrade import PRESETS
+
+    if name not in PRESETS:
+        raise FinescaleError(f"Unknown degradation preset '{name}'; choose one of "
+                             f"{', '.join(PRESETS)}.")
+    return PRESETS[name]
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -132,6 +161,21 @@ def bicubic(scale: int) -> SuperResolver:
         return _to_uint8(imresize(lr.astype(np.float64), output_shape=(h * scale, w * scale)))
 
     return run
+
+
+def lanczos(scale: int) -> SuperResolver:
+    """The "normal enlargement" baseline: Pillow's Lanczos resampling of the LR image."""
+    from PIL import Image
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        h, w = lr.shape[:2]
+        return np.asarray(Image.fromarray(lr).resize((w * scale, h * scale), Image.LANCZOS))
+
+    return run
+
+
+#: Model names :func:`evaluate` treats as classic interpolation instead of a network.
+BASELINES = {"bicubic": bicubic, "lanczos": lanczos}
 
 
 def model_resolver(model: Any, protocol: str = "whole", device: Any = "cpu") -> SuperResolver:
@@ -175,14 +219,18 @@ def resolve_protocol(protocol: str, arch: str | None) -> str:
 def evaluate(model: Any, datasets: Sequence[str | os.PathLike[str]], scale: int, *,
              protocol: str = "auto", device: str = "auto",
              save_dir: str | os.PathLike[str] | None = None,
-             progress: Progress | None = None) -> EvalResult:
+             progress: Progress | None = None,
+             degradation: str | None = None) -> EvalResult:
     """Score ``model`` on dataset folders in the papers' protocol and return the table.
 
-    ``model`` is ``"bicubic"``, an :class:`~sr_core.models.SRModel`, or anything
+    ``model`` is ``"bicubic"``, ``"lanczos"``, an :class:`~sr_core.models.SRModel`, or anything
     :func:`~sr_core.models.load_model` accepts (checkpoint path, catalogue id). The model
     must upscale by ``scale``. ``device`` is ``auto``/``cpu``/``cuda`` (always float32).
     With ``save_dir`` the 8-bit SR images are written to ``save_dir/<dataset>/<name>.png``.
+    ``degradation`` names a preset of :data:`sr_core.degrade.PRESETS` applied to every LR.
     """
+    if degradation is not None:
+        preset(degradation)  # an unknown name fails before any work
     if scale < 1:
         raise FinescaleError(f"The scale must be a positive integer, not {scale}.")
     folders = [Path(d) for d in datasets]
@@ -201,7 +249,7 @@ def evaluate(model: Any, datasets: Sequence[str | os.PathLike[str]], scale: int,
             hr = modcrop(read_rgb8(path), scale)
             if min(hr.shape[:2]) < scale:
                 raise ImageReadError(f"{path}: too small for x{scale} evaluation.")
-            sr = run(make_lr(hr, scale))
+            sr = run(make_lr(hr, scale, degradation, path.name))
             rows.append(ImageScore(path.name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale)))
             if out_dir is not None:
                 _write_png(sr, out_dir / f"{path.stem}.png")
@@ -210,15 +258,54 @@ def evaluate(model: Any, datasets: Sequence[str | os.PathLike[str]], scale: int,
                 progress(done, total)
         results.append(DatasetScore(folder.name, _mean(r.psnr for r in rows),
                                     _mean(r.ssim for r in rows), len(rows), tuple(rows)))
-    return EvalResult(name, scale, used, tuple(results))
+    return EvalResult(name, scale, used, tuple(results), degradation)
+
+
+def compare(model: Any, datasets: Sequence[str | os.PathLike[str]], scale: int, *,
+            degradation: str | None = None, protocol: str = "auto", device: str = "auto",
+            progress: Progress | None = None) -> tuple[EvalResult, ...]:
+    """``model``, then Lanczos, then bicubic, scored on the same (degraded) inputs."""
+    rows = [model] if str(model).strip().lower() not in BASELINES else []
+    rows += ["lanczos", "bicubic"]
+    files = sum(len(dataset_images(d)) for d in datasets)
+    out, base = [], 0
+    for m in rows:
+        def step(done: int, total: int, base: int = base) -> None:
+            if progress is not None:
+                progress(base + done, files * len(rows))
+
+        out.append(evaluate(m, datasets, scale, protocol=protocol, device=device,
+                            degradation=degradation, progress=step))
+        base += files
+    return tuple(out)
+
+
+def format_comparison(results: Sequence[EvalResult]) -> str:
+    """One table of PSNR / SSIM per dataset (rows) and model (columns), with the gain of the
+    first model over the second (Lanczos) -- what ``finescale eval --degradation`` prints."""
+    first = results[0]
+    head = f"x{first.scale}" + (f", degradation '{first.degradation}'"
+                                if first.degradation else ", clean bicubic LR")
+    names = [r.model for r in results]
+    width = max([len("dataset")] + [len(d.dataset) for d in first.results])
+    col = max(15, *(len(n) for n in names))
+    lines = [head, f"{'dataset':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names)
+             + (f"  {'gain':>7}" if len(results) > 1 else "")]
+    for i, d in enumerate(first.results):
+        cells = [f"{r.results[i].psnr:.2f} / {r.results[i].ssim:.4f}" for r in results]
+        gain = f"  {d.psnr - results[1].results[i].psnr:>+6.2f}" if len(results) > 1 else ""
+        lines.append(f"{d.dataset:<{width}}  " + "  ".join(f"{c:>{col}}" for c in cells) + gain)
+    lines.append("(PSNR dB / SSIM on Y; gain = first column over the second, in dB)")
+    return "\n".join(lines)
 
 
 def _resolver(model: Any, scale: int, protocol: str,
               device: str) -> tuple[str, SuperResolver, str]:
     """``(display name, super-resolver, protocol used)`` for the model argument."""
-    if isinstance(model, str) and model.strip().lower() == "bicubic":
+    if isinstance(model, str) and model.strip().lower() in BASELINES:
         resolve_protocol(protocol, None)  # validates the name
-        return "bicubic", bicubic(scale), "whole"
+        key = model.strip().lower()
+        return key, BASELINES[key](scale), "whole"
     from .device import choose_device
     from .models import load_model
 

@@ -211,3 +211,53 @@ def test_hpinet_s_x4_set5_matches_the_paper(shared: Path) -> None:
     assert row.images == 5
     assert row.psnr == pytest.approx(32.47, abs=0.03)
     assert row.ssim == pytest.approx(0.8976, abs=0.001)
+
+
+# --- real-world protocol ------------------------------------------------------------------------
+def test_degraded_lr_is_the_preset_applied_after_the_protocols_downscale(tiny_set: Path) -> None:
+    from sr_core.degrade import PRESETS
+    from sr_core.evaluate import make_lr
+
+    hr = modcrop(np.asarray(Image.open(tiny_set / "a.png").convert("RGB")), 4)
+    clean = make_lr(hr, 4)
+    real = make_lr(hr, 4, "real", "a.png")
+    assert real.shape == clean.shape and real.dtype == np.uint8
+    assert np.array_equal(real, make_lr(hr, 4, "real", "a.png"))  # seeded: fixed per image
+    # The noise and JPEG move the input by several grey levels, as the preset says.
+    diff = real.astype(float) - clean.astype(float)
+    sigma, _ = PRESETS["real"].params("a.png")
+    assert 3.0 < diff.std() < 3 * sigma
+
+
+def test_compare_scores_lanczos_and_bicubic_on_the_same_inputs(tiny_set: Path) -> None:
+    from sr_core.evaluate import compare, format_comparison
+
+    rows = compare("bicubic", [tiny_set], 4, degradation="mild")
+    assert [r.model for r in rows] == ["lanczos", "bicubic"]
+    assert all(r.degradation == "mild" for r in rows)
+    again = evaluate("lanczos", [tiny_set], 4, degradation="mild")
+    assert again.results[0].psnr == pytest.approx(rows[0].results[0].psnr, abs=1e-12)
+    clean = evaluate("lanczos", [tiny_set], 4)
+    assert clean.results[0].psnr > rows[0].results[0].psnr  # the degradation costs quality
+    table = format_comparison(rows)
+    assert "degradation 'mild'" in table and "lanczos" in table and "gain" in table
+
+
+def test_eval_degradation_json_lists_model_lanczos_bicubic(tiny_set: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", "-m", "finescale-asid-x4", "--dataset", str(tiny_set), "--scale", "4",
+                 "--protocol", "whole", "--degradation", "real", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["degradation"] == "real" and data["scale"] == 4
+    assert [r["model"] for r in data["rows"]] == ["ASID x4", "lanczos", "bicubic"]
+    assert all(r["degradation"] == "real" for r in data["rows"])
+
+
+def test_unknown_preset_is_one_sentence_and_exit_2(tiny_set: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    code = main(["eval", "-m", "bicubic", "--dataset", str(tiny_set), "--scale", "4",
+                 "--degradation", "phone"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Unknown degradation preset 'phone'" in err and "mild, real" in err
+    assert "Traceback" not in err
