@@ -6,6 +6,13 @@ protocol); random crops, flips and 90-degree rotations; L1 loss; Adam with a cos
 schedule; an exponential moving average (EMA) of the weights, which is what we validate and
 ship; validation PSNR on the Y channel in the papers' protocol; resumable checkpoints written
 atomically; bf16 autocast on CUDA.
+
+Photo models: with ``degradation`` (a model of :data:`sr_core.degrade.TRAINING_MODELS`) each
+HR patch is degraded on the fly by the second-order real-world model instead of the clean
+bicubic downscale, ``init`` starts from existing weights (fine-tuning our bicubic-trained
+models), validation scores the ``real`` evaluation preset, and ``freq_loss`` optionally adds
+an L1 term on the Fourier amplitudes (no pretrained network is needed: our machines are
+offline).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -58,6 +66,14 @@ class TrainConfig:
     budget_minutes: float | None = None
     # Stop this invocation (checkpoint saved) after this many minutes; resume later.
     time_limit_minutes: float | None = None
+    # Photo models: the training degradation model (None = clean bicubic, the papers' setting),
+    # weights to start from (a file or catalogue id), whether those may be of another scale
+    # (everything but the scale-dependent upsampler is copied), and the weight of the
+    # frequency-domain L1 term.
+    degradation: str | None = None
+    init: str | None = None
+    init_partial: bool = False
+    freq_loss: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,13 +107,19 @@ def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PatchStream(IterableDataset):
-    """An endless stream of aligned (LR, HR) float32 patches with flips and rotations."""
+    """An endless stream of aligned (LR, HR) float32 patches with flips and rotations.
 
-    def __init__(self, paths: Sequence[Path], scale: int, patch: int, seed: int = 0) -> None:
+    With ``degradation`` the HR patch is cropped first and its LR made by that real-world
+    degradation model (:mod:`sr_core.degrade`); otherwise the LR is the protocol's bicubic.
+    """
+
+    def __init__(self, paths: Sequence[Path], scale: int, patch: int, seed: int = 0,
+                 degradation: str | None = None) -> None:
         self.paths = list(paths)
         self.scale = scale
         self.patch = patch
         self.seed = seed
+        self.degradation = degradation_model(degradation) if degradation else None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +131,9 @@ class PatchStream(IterableDataset):
         info = get_worker_info()
         wid = info.id if info else 0
         rng = np.random.default_rng([self.seed, wid, int(time.time() * 1e3) % 2**31])
+        if self.degradation is not None:
+            yield from self._degraded(rng)
+            return
         p, s = self.patch, self.scale
         while True:
             hr, lr = self._pair(int(rng.integers(len(self.paths))))
@@ -125,6 +150,45 @@ class PatchStream(IterableDataset):
             if rng.random() < 0.5:
                 lp, hp = lp.transpose(1, 0, 2), hp.transpose(1, 0, 2)
             yield _to_tensor(lp), _to_tensor(hp)
+
+    def _degraded(self, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from .degrade import degrade
+        from .metrics import modcrop
+
+        cv2.setNumThreads(1)  # one worker, one core: OpenCV's own threads only fight the model
+        p, s = self.patch * self.scale, self.scale
+        model = self.degradation
+        assert model is not None
+        while True:
+            i = int(rng.integers(len(self.paths)))
+            if i not in self._cache:
+                self._cache[i] = (modcrop(load_rgb(self.paths[i]), s), np.empty(0))
+            hr = self._cache[i][0]
+            h, w = hr.shape[:2]
+            if h < p or w < p:
+                continue
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            hp = hr[y:y + p, x:x + p]
+            if rng.random() < 0.5:
+                hp = hp[:, ::-1]
+            if rng.random() < 0.5:
+                hp = hp[::-1]
+            if rng.random() < 0.5:
+                hp = hp.transpose(1, 0, 2)
+            hf = np.ascontiguousarray(hp, dtype=np.float32) / 255.0
+            lf = degrade(hf, s, model, rng)
+            yield (torch.from_numpy(np.ascontiguousarray(lf.transpose(2, 0, 1))),
+                   torch.from_numpy(np.ascontiguousarray(hf.transpose(2, 0, 1))))
+
+
+def degradation_model(name: str) -> Any:
+    """The training degradation model called ``name``; one sentence if there is none."""
+    from .degrade import TRAINING_MODELS
+
+    if name not in TRAINING_MODELS:
+        raise FinescaleError(f"Unknown training degradation '{name}'; choose one of "
+                             f"{', '.join(TRAINING_MODELS)}.")
+    return TRAINING_MODELS[name]
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -143,6 +207,47 @@ def build_model(arch: str, variant: str | None, scale: int) -> SRModel:
 
 def _default_variant(fam: Any) -> str:
     return {"hpinet": "S", "hat": "HAT-S", "spin": "light", "asid": "ASID"}[fam.INFO.name]
+
+
+def initial_model(cfg: TrainConfig) -> SRModel:
+    """The network a run starts from: fresh, or ``cfg.init``'s weights when given.
+
+    The initial weights must be of ``cfg.arch`` and ``cfg.scale`` (and ``cfg.variant`` when
+    named); with ``cfg.init_partial`` another scale is allowed and every tensor whose name and
+    shape match is copied (all but the upsampler), the rest keeps its fresh initialisation.
+    """
+    if not cfg.init:
+        return build_model(cfg.arch, cfg.variant, cfg.scale)
+    from .models import load_model
+
+    src = load_model(cfg.init)
+    if src.arch != cfg.arch.lower():
+        raise FinescaleError(f"{cfg.init}: holds {src.name} ({src.arch}) weights, but --arch "
+                             f"{cfg.arch} was asked; initial weights must be of the same "
+                             "architecture.")
+    if cfg.variant and src.variant.lower() != cfg.variant.lower():
+        raise FinescaleError(f"{cfg.init}: holds the {src.variant} variant, but --variant "
+                             f"{cfg.variant} was asked.")
+    if src.scale == cfg.scale:
+        src.train()
+        return src
+    if not cfg.init_partial:
+        raise FinescaleError(f"{cfg.init}: upscales x{src.scale}, but x{cfg.scale} training was "
+                             "asked; use x{0} weights, or --init-partial to copy all but the "
+                             "upsampler.".replace("{0}", str(cfg.scale)))
+    model = build_model(cfg.arch, src.variant, cfg.scale)
+    own = model.net.state_dict()
+    fits = {k: v for k, v in src.net.state_dict().items()
+            if k in own and own[k].shape == v.shape}
+    model.net.load_state_dict(fits, strict=False)
+    return model
+
+
+def frequency_l1(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """L1 distance of the Fourier amplitudes (orthonormal 2-D FFT per channel)."""
+    a = torch.fft.rfft2(sr.float(), norm="ortho").abs()
+    b = torch.fft.rfft2(hr.float(), norm="ortho").abs()
+    return torch.nn.functional.l1_loss(a, b)
 
 
 class EMA:
@@ -165,9 +270,22 @@ class EMA:
                 e.copy_(p)
 
 
-def validation_set(folders: Sequence[str], scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(HR, LR) uint8 pairs of the validation images, made once."""
-    return [make_lr(load_rgb(p), scale) for p in list_images(folders)]
+def validation_set(folders: Sequence[str], scale: int,
+                   degradation: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(HR, LR) uint8 pairs of the validation images, made once.
+
+    With ``degradation`` (an evaluation preset name) the LR is that preset's degraded input.
+    """
+    if degradation is None:
+        return [make_lr(load_rgb(p), scale) for p in list_images(folders)]
+    from .evaluate import make_lr as eval_lr
+    from .metrics import modcrop
+
+    pairs = []
+    for p in list_images(folders):
+        hr = modcrop(load_rgb(p), scale)
+        pairs.append((hr, eval_lr(hr, scale, degradation, p.name)))
+    return pairs
 
 
 @torch.no_grad()
@@ -242,7 +360,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.variant, cfg.scale).to(device)
+    if cfg.degradation is not None:
+        degradation_model(cfg.degradation)  # an unknown name fails before any work
+    model = initial_model(cfg).to(device)
     model.exact_fp32 = False  # TF32 convolutions while training on CUDA; validation is exact
     model.train()
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
@@ -259,16 +379,19 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
         log(f"resumed {last} at iteration {step} after {seconds / 60:.1f} min of training "
             f"(best Set5 PSNR so far {best:.3f} dB)")
     ema_model = SRModel(ema.net, model.family, model.config, source="ema")
-    val_pairs = validation_set(cfg.val, cfg.scale)
+    # Photo models are selected on what they are for: the 'real' evaluation preset.
+    val_pairs = validation_set(cfg.val, cfg.scale, "real" if cfg.degradation else None)
     paths = list_images(cfg.data)
-    loader = DataLoader(PatchStream(paths, cfg.scale, cfg.patch, cfg.seed + step),
+    loader = DataLoader(PatchStream(paths, cfg.scale, cfg.patch, cfg.seed + step,
+                                    cfg.degradation),
                         batch_size=cfg.batch, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     batches = iter(loader)
     # Autocast only where the family is known to be exact in bf16 (SPIN's superpixel
     # association is not: it trains in float32).
     amp = device.type == "cuda" and "bfloat16" in model.family.INFO.half_dtypes
-    meta = {"arch": model.arch, "variant": model.variant, "scale": str(model.scale)}
+    meta = {"arch": model.arch, "variant": model.variant, "scale": str(model.scale),
+            "degradation": cfg.degradation or "bicubic"}
     timed = cfg.budget_minutes is not None
     total = round(cfg.budget_minutes * 60) if timed else cfg.iters
     bar = tqdm(total=total, initial=round(seconds) if timed else step,
@@ -301,7 +424,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
         lr_b, hr_b = (t.to(device, non_blocking=True) for t in next(batches))
         model.train()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.l1_loss(model(lr_b).float(), hr_b)
+            sr_b = model(lr_b).float()
+            loss = torch.nn.functional.l1_loss(sr_b, hr_b)
+            if cfg.freq_loss:
+                loss = loss + cfg.freq_loss * frequency_l1(sr_b, hr_b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -111,3 +111,97 @@ def test_a_time_budget_split_over_short_slots_adds_up_and_ends_annealed(tmp_path
     ckpt = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
     assert ckpt["train_seconds"] == pytest.approx(second["train_minutes"] * 60)
     assert lr_factor(cfg, ckpt["iter"], ckpt["train_seconds"] / (0.03 * 60)) == 0.0
+
+
+# --- photo models: degradations, initial weights ------------------------------------------------
+def test_degraded_patch_stream_gives_aligned_pairs_from_hr_crops(tmp_path) -> None:
+    from sr_core.train import PatchStream
+
+    _images(tmp_path / "hr", 2, (96, 96), seed=5)
+    paths = sorted((tmp_path / "hr").glob("*.png"))
+    stream = iter(PatchStream(paths, 4, 12, seed=1, degradation="real"))
+    for _ in range(4):
+        lr, hr = next(stream)
+        assert lr.shape == (3, 12, 12) and hr.shape == (3, 48, 48)
+        assert lr.dtype == hr.dtype == torch.float32
+        # The LR still shows the HR's content (the degradations keep the picture).
+        small = torch.nn.functional.avg_pool2d(hr[None], 4)[0]
+        assert (lr - small).abs().mean() < 0.15
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path) -> None:
+    from sr_core.train import initial_model
+
+    cfg = TrainConfig(arch="asid", scale=4, data=[], val=[], out="", init="finescale-asid-x4")
+    start = initial_model(cfg)
+    ref = load_model("finescale-asid-x4")
+    sd, ref_sd = start.net.state_dict(), ref.net.state_dict()
+    assert all(torch.equal(sd[k], ref_sd[k]) for k in ref_sd)
+
+
+def test_init_of_another_scale_needs_init_partial_which_keeps_the_body(tmp_path) -> None:
+    from sr_core.errors import FinescaleError
+    from sr_core.train import initial_model
+
+    cfg = TrainConfig(arch="asid", scale=2, data=[], val=[], out="", init="finescale-asid-x4")
+    with pytest.raises(FinescaleError, match="upscales x4, but x2 training was asked"):
+        initial_model(cfg)
+    cfg.init_partial = True
+    model = initial_model(cfg)
+    assert model.scale == 2
+    ref = load_model("finescale-asid-x4").net.state_dict()
+    sd = model.net.state_dict()
+    same = [k for k in sd if k in ref and ref[k].shape == sd[k].shape]
+    assert len(same) > 0.9 * len(sd)
+    assert all(torch.equal(sd[k], ref[k]) for k in same)
+
+
+def test_init_of_another_architecture_is_one_sentence(tmp_path, capsys) -> None:
+    from sr_core.cli import main
+
+    code = main(["train", "--arch", "spin", "--scale", "4", "--data", str(tmp_path),
+                 "--val", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "--init", "finescale-asid-x4"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "holds ASID x4 (asid) weights, but --arch spin was asked" in err
+    assert "Traceback" not in err and not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_unknown_training_degradation_is_a_usage_error(tmp_path, capsys) -> None:
+    from sr_core.cli import main
+
+    code = main(["train", "--arch", "asid", "--scale", "4", "--data", str(tmp_path),
+                 "--val", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "--degradation", "vintage"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Unknown training degradation 'vintage'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_photo_fine_tune_runs_validates_on_the_real_preset_and_exports(tmp_path) -> None:
+    from safetensors import safe_open
+
+    data, val = tmp_path / "train", tmp_path / "val"
+    _images(data, 2, (96, 96), seed=6)
+    _images(val, 1, (64, 64), seed=7)
+    cfg = TrainConfig(arch="asid", variant="ASID", scale=4, data=[str(data)], val=[str(val)],
+                      out=str(tmp_path / "run"), iters=2, batch=1, patch=12, warmup=1,
+                      val_every=2, ckpt_every=2, workers=0, degradation="real",
+                      init="finescale-asid-x4", freq_loss=0.05, lr=1e-5)
+    summary = train(cfg, log=lambda m: None)
+    assert summary["iterations"] == 2 and len(summary["history"]) == 1
+    out = tmp_path / "run" / "best_ema.safetensors"
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["degradation"] == "real"
+    tuned = load_model(out)
+    assert (tuned.arch, tuned.scale) == ("asid", 4)
+
+
+def test_frequency_loss_is_zero_for_equal_images_and_sees_lost_detail() -> None:
+    from sr_core.train import frequency_l1
+
+    x = torch.rand(1, 3, 32, 32)
+    assert frequency_l1(x, x).item() == 0.0
+    blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
+    assert frequency_l1(blurred, x).item() > 0.01
