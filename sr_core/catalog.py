@@ -46,6 +46,11 @@ else:  # pragma: no cover - Python 3.10
 #: Families whose weights the catalogue may name; community models come through spandrel.
 ARCHES = ("hpinet", "hat", "spin", "asid")
 
+#: What a model was trained for: ``paper-exact`` models reproduce the papers' setting (clean
+#: bicubic downscales; the benchmark numbers), ``photo`` models are fine-tuned on real-world
+#: degradations (blur, noise, JPEG) for the photos people actually have.
+KINDS = ("paper-exact", "photo")
+
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -74,6 +79,12 @@ class Entry:
     note: str = ""
     origin: str = "catalogue"  # "catalogue" or "import"
     community: bool = False
+    kind: str = "paper-exact"  # one of KINDS
+    #: For a photo model: the paper-exact model it was fine-tuned from (same architecture,
+    #: variant and scale), the other end of the detail <-> clean-up control.
+    base: str | None = None
+    #: For a photo model with a base: the clean-up value used when none is given.
+    clean_up: float | None = None
 
     @property
     def embedded(self) -> bool:
@@ -110,7 +121,8 @@ class Status:
             "verified": self.verified, "licence": e.licence, "origin": e.origin,
             "embedded": e.embedded, "downloadable": e.downloadable, "community": e.community,
             "description": e.description, "psnr": dict(e.psnr), "source": e.source,
-            "path": str(self.path) if self.path else None,
+            "path": str(self.path) if self.path else None, "kind": e.kind, "base": e.base,
+            "clean_up": e.clean_up,
         }
 
 
@@ -144,6 +156,12 @@ def _catalogue() -> tuple[dict[str, Entry], tuple[str, ...]]:
         for mid in default:
             if mid not in models:
                 raise ValueError(f"{path.name}: default model '{mid}' is not in the catalogue")
+        for mid, e in models.items():
+            b = models.get(e.base) if e.base else None
+            if e.base and (b is None or (b.arch, b.variant, b.scale) != (e.arch, e.variant,
+                                                                          e.scale)):
+                raise ValueError(f"{path.name}: [models.{mid}] base '{e.base}' is not a "
+                                 "catalogue model of the same architecture, variant and scale")
         _parsed.clear()
         _parsed[key] = (models, default)
     return _parsed[key]
@@ -167,6 +185,14 @@ def _entry_from_toml(mid: str, spec: Mapping[str, Any], origin: str) -> Entry:
         raise ValueError(f"{where}: a downloadable entry needs a filename")
     if spec.get("file") and (urls or mirrors):
         raise ValueError(f"{where}: an embedded file cannot also be downloaded")
+    kind = spec.get("kind", "paper-exact")
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    if (spec.get("base") or spec.get("clean_up") is not None) and kind != "photo":
+        raise ValueError(f"{where}: only a photo model has a base and a clean_up default")
+    clean = spec.get("clean_up")
+    if clean is not None and not (0.0 <= float(clean) <= 1.0):
+        raise ValueError(f"{where}: clean_up must lie in 0..1")
     known = set(Entry.__dataclass_fields__) - {"id", "origin", "community"}
     unknown = set(spec) - known
     if unknown:
@@ -177,6 +203,7 @@ def _entry_from_toml(mid: str, spec: Mapping[str, Any], origin: str) -> Entry:
         urls=urls, mirrors=mirrors, filename=filename, sha256=sha, size=spec.get("size"),
         file=spec.get("file"), psnr=dict(spec.get("psnr", {})), licence=spec.get("licence", ""),
         source=spec.get("source", ""), paper=spec.get("paper", ""), note=spec.get("note", ""),
+        kind=kind, base=spec.get("base"), clean_up=None if clean is None else float(clean),
     )
 
 
@@ -288,6 +315,34 @@ def status(model_id: str) -> Status:
         verified = e.pinned
     size = path.stat().st_size if path else e.size
     return Status(e, installed, verified, path, size)
+
+
+def clean_up_pair(model_id: str) -> tuple[str, str] | None:
+    """``(paper-exact id, photo id)`` of the detail <-> clean-up pair ``model_id`` belongs to.
+
+    None when the model has no such partner (the control does not apply to it).
+    """
+    e = get(model_id)
+    if e.kind == "photo" and e.base:
+        return e.base, e.id
+    for other in entries():
+        if other.kind == "photo" and other.base == e.id:
+            return e.id, other.id
+    return None
+
+
+def clean_up_unavailable(model_id: str) -> str | None:
+    """Why the detail <-> clean-up control does not apply to ``model_id`` (one sentence), or
+    None when it does."""
+    if clean_up_pair(model_id) is not None:
+        return None
+    e = get(model_id)
+    if e.kind == "photo":
+        return (f"{e.id} has no paper-exact twin of ours to blend with, so clean-up is "
+                "fixed at its full strength.")
+    pairs = [f"{e.base} / {e.id}" for e in entries() if e.kind == "photo" and e.base]
+    return (f"{e.id} has no photo-trained version to blend with; clean-up works with "
+            f"{' and '.join(pairs) or 'no installed model'}.")
 
 
 def default_model() -> str:

@@ -88,8 +88,40 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: the output name's, else the input's)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_clean_up(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=_cmd_upscale)
+
+
+def _clean_up_value(text: str) -> float:
+    from .cleanup import check_clean_up
+
+    try:
+        return check_clean_up(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_clean_up(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clean-up", type=_clean_up_value, metavar="0..1",
+                   help="detail <-> clean-up: 0 = the paper-exact model (most detail, noise and "
+                        "JPEG blocks kept sharp), 1 = the photo model (noise and blocks "
+                        "removed); default: the photo model's recommended value. Only for "
+                        "models with both versions (finescale models list: KIND)")
+
+
+def _clean_up_refusal(model: str, clean_up: float | None) -> str | None:
+    """Why ``--clean-up`` cannot be used with ``model`` (one sentence), or None."""
+    if clean_up is None:
+        return None
+    from .models import is_catalogue_id
+
+    if not is_catalogue_id(model):
+        return (f"--clean-up {clean_up:g}: {model} is a checkpoint file; clean-up needs a "
+                "catalogue model with a paper-exact and a photo version.")
+    from . import catalog
+
+    return catalog.clean_up_unavailable(model)
 
 
 def _default_model() -> str:
@@ -141,8 +173,13 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         tqdm.write(f"finescale: {message}", file=sys.stderr)
 
-    up = Upscaler(args.model or _default_model(), device=args.device,
-                  precision=args.precision, tile=args.tile, on_message=say)
+    model = args.model or _default_model()
+    refusal = _clean_up_refusal(model, args.clean_up)
+    if refusal:
+        _error(refusal)
+        return 2
+    up = Upscaler(model, device=args.device, precision=args.precision, tile=args.tile,
+                  on_message=say, clean_up=args.clean_up)
     fmt = _FORMATS[args.format] if args.format else None
     results, failed = [], 0
     for name in args.inputs:
@@ -218,21 +255,39 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--budget-minutes", type=float, metavar="MIN",
                    help="train for this much time over all resumes; the schedule follows time")
+    p.add_argument("--degradation", metavar="MODEL",
+                   help="train a photo model: degrade each patch on the fly with this "
+                        "real-world model (real: phone photos, scans, web JPEGs; realesrgan: "
+                        "the Real-ESRGAN paper's heavier ranges); default: clean bicubic")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights (file or catalogue id) of the same "
+                        "architecture and scale, e.g. to fine-tune a photo model")
+    p.add_argument("--init-partial", action="store_true",
+                   help="allow --init weights of another scale: copy all but the upsampler")
+    p.add_argument("--freq-loss", type=float, default=0.0, metavar="W",
+                   help="add W x L1 of the Fourier amplitudes to the L1 loss (default 0)")
     p.add_argument("--time-limit", type=float, metavar="MIN",
                    help="stop this run after MIN minutes with a checkpoint to resume from")
     p.set_defaults(handler=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, degradation_model, train
 
+    if args.degradation is not None:
+        try:
+            degradation_model(args.degradation)
+        except FinescaleError as e:
+            _error(str(e))
+            return 2
     cfg = TrainConfig(arch=args.arch, variant=args.variant, scale=args.scale, data=args.data,
                       val=args.val, out=args.out, iters=args.iters, batch=args.batch,
                       patch=args.patch, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
                       ema_decay=args.ema_decay, val_every=args.val_every,
                       ckpt_every=args.ckpt_every, workers=args.workers, seed=args.seed,
                       device=args.device, budget_minutes=args.budget_minutes,
-                      time_limit_minutes=args.time_limit)
+                      time_limit_minutes=args.time_limit, degradation=args.degradation,
+                      init=args.init, init_partial=args.init_partial, freq_loss=args.freq_loss)
     summary = train(cfg, log=lambda m: print(m, file=sys.stderr))
     done = "stopped at the time limit" if summary["stopped"] == "time limit" else "finished"
     print(
@@ -254,6 +309,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="whole image, ASID's official 64/24 tiles, or what the authors did "
                         "(auto, the default)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--degradation", metavar="PRESET",
+                   help="score on real-world inputs instead of clean bicubic LR, next to "
+                        "Lanczos and bicubic enlargements of the same inputs. Fixed, seeded "
+                        "presets: mild (a web JPEG: noise sigma 1-3/255, JPEG q70-80) and real "
+                        "(a phone photo or scan: blur sigma 1.0, noise sigma 5-10/255, JPEG "
+                        "q50-60)")
+    p.add_argument("--clean-up", type=_clean_up_value, metavar="0..1",
+                   help="score a photo model's pair at this detail <-> clean-up value")
     p.add_argument("--per-image", action="store_true", help="also list every image's scores")
     p.add_argument("--save-dir", metavar="DIR", help="write the SR images as DIR/<dataset>/*.png")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -263,15 +326,41 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .evaluate import evaluate, format_table
+    from .evaluate import compare, evaluate, format_comparison, format_table, preset
 
+    if args.degradation is not None:
+        try:
+            preset(args.degradation)
+        except FinescaleError as e:
+            _error(str(e))
+            return 2
+    model: Any = args.model
+    if args.clean_up is not None:
+        refusal = _clean_up_refusal(model, args.clean_up)
+        if refusal:
+            _error(refusal)
+            return 2
+        from .cleanup import load_with_clean_up
+
+        model = load_with_clean_up(model, args.clean_up)
     with tqdm(unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = evaluate(args.model, args.dataset, args.scale, protocol=args.protocol,
-                          device=args.device, save_dir=args.save_dir, progress=progress)
+        if args.degradation is not None:
+            rows = compare(model, args.dataset, args.scale, degradation=args.degradation,
+                           protocol=args.protocol, device=args.device, progress=progress)
+        else:
+            result = evaluate(model, args.dataset, args.scale, protocol=args.protocol,
+                              device=args.device, save_dir=args.save_dir, progress=progress)
+    if args.degradation is not None:
+        if args.json:
+            _print_json({"degradation": args.degradation, "scale": args.scale,
+                         "rows": [r.to_dict(per_image=args.per_image) for r in rows]})
+        else:
+            print(format_comparison(rows))
+        return 0
     if args.json:
         _print_json(result.to_dict(per_image=args.per_image))
     else:
@@ -316,18 +405,20 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([r.as_dict() for r in rows])
         return 0
-    table = [("ID", "ARCH", "SCALE", "SIZE", "INSTALLED", "VERIFIED", "LICENCE")]
+    table = [("ID", "ARCH", "SCALE", "KIND", "SIZE", "INSTALLED", "VERIFIED", "LICENCE")]
     for r in rows:
         e = r.entry
         installed = "embedded" if e.embedded and r.installed else "yes" if r.installed else (
             "no" if e.downloadable else "manual" if not e.embedded else "missing")
-        table.append((e.id, e.arch, f"x{e.scale}", _size(r.size), installed,
+        table.append((e.id, e.arch, f"x{e.scale}", e.kind, _size(r.size), installed,
                       "yes" if r.verified else "no", e.licence or "?"))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"\ncache: {_cache_dir()}  (verified = checked against a published sha256; "
-          "manual = no direct link, see `finescale models download ID`)")
+          "manual = no direct link, see `finescale models download ID`; kind: paper-exact = "
+          "trained on clean bicubic downscales as in the paper, photo = trained on real-world "
+          "blur, noise and JPEG)")
     return 0
 
 
@@ -508,6 +599,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    help="'auto', 0 (whole image) or the tile side in pixels")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    _add_clean_up(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_cmd_batch, existing="skip")
 
@@ -533,8 +625,13 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from .engine import Upscaler
 
     model = args.model or catalog.default_model()
+    refusal = _clean_up_refusal(model, args.clean_up)
+    if refusal:
+        _error(refusal)
+        return 2
     up = Upscaler(model, device=args.device, precision=args.precision, tile=args.tile,
-                  on_message=lambda m: tqdm.write(f"finescale: {m}", file=sys.stderr))
+                  on_message=lambda m: tqdm.write(f"finescale: {m}", file=sys.stderr),
+                  clean_up=args.clean_up)
     plan = plan_batch(args.in_dir, args.out_dir, options, model=up.model)
     print(f"{plan.in_dir}: {describe_plan(plan)}"
           + (" (resuming an interrupted run)" if plan.resumed else ""), file=sys.stderr)

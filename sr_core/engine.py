@@ -89,6 +89,9 @@ class Upscaler:
         overlap: low-resolution pixels over which neighbouring tiles cross-fade.
         on_message: receives one-sentence notices (falling back to the CPU, ...); by default
             they are issued as :class:`RuntimeWarning`.
+        clean_up: for a catalogue model with a paper-exact and a photo version, where to sit
+            between them (0 = paper-exact, 1 = photo; :mod:`sr_core.cleanup`). None: the photo
+            model's default, and any other model unchanged.
 
     The model is moved to the chosen device and precision.
     """
@@ -96,8 +99,9 @@ class Upscaler:
     def __init__(self, model: Any, device: str | torch.device = "auto",
                  precision: str | torch.dtype = "auto", tile: int | str = "auto", *,
                  overlap: int = DEFAULT_OVERLAP,
-                 on_message: Callable[[str], None] | None = None) -> None:
-        self.model: SRModel = load_model(model)
+                 on_message: Callable[[str], None] | None = None,
+                 clean_up: float | None = None) -> None:
+        self.model: SRModel = _load(model, clean_up)
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes)
         self.overlap = overlap
@@ -495,6 +499,21 @@ def resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if out.dtype == np.float32:
         np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def _load(model: Any, clean_up: float | None) -> SRModel:
+    """The model to run: a catalogue id goes through its clean-up pair, anything else as is."""
+    from .cleanup import check_clean_up, load_with_clean_up
+    from .models import is_catalogue_id
+
+    if clean_up is not None:
+        check_clean_up(clean_up)
+    if isinstance(model, str) and is_catalogue_id(model):
+        return load_with_clean_up(model, clean_up)
+    if clean_up is not None:
+        raise FinescaleError("clean-up works with catalogue models that have a paper-exact and "
+                             "a photo version, not with a checkpoint file or a loaded model.")
+    return load_model(model)
 
 
 def _check(cancel: CancelToken | None) -> None:

@@ -150,7 +150,7 @@ def load_model(source: Any, *, arch: str | None = None, **overrides: Any) -> SRM
         sd = unwrap_state_dict(source, origin)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        if not is_catalogue_id(str(source)):
             origin = path.name
             sd = read_state_dict(path)
         else:
@@ -160,6 +160,12 @@ def load_model(source: Any, *, arch: str | None = None, **overrides: Any) -> SRM
             f"load_model() takes a path, a state dict or a model id, not {type(source).__name__}"
         )
     return build_from_state_dict(sd, origin=origin, arch=arch, **overrides)
+
+
+def is_catalogue_id(source: str) -> bool:
+    """True when :func:`load_model` would treat ``source`` as a catalogue id, not a file."""
+    path = Path(source)
+    return not (path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES)
 
 
 def _load_catalogue_model(model_id: str, *, arch: str | None, **overrides: Any) -> SRModel:

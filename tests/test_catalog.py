@@ -400,8 +400,10 @@ def test_cli_models_list_download_verify_remove(cache, server, capsys):
     assert "hpinet-m-x4: installed" in out and "hpinet-s-x4: installed" in out
     assert main(["models", "list"]) == 0
     table = capsys.readouterr().out
-    assert any(line.split()[:5] == ["hpinet-m-x4", "hpinet", "x4", "3.6", "MB"]
+    assert any(line.split()[:6] == ["hpinet-m-x4", "hpinet", "x4", "paper-exact", "3.6", "MB"]
                and " yes " in line for line in table.splitlines())
+    assert any(line.split()[:4] == ["finescale-asid-x4-photo", "asid", "x4", "photo"]
+               for line in table.splitlines())
     assert main(["models", "verify"]) == 0
     assert "hpinet-m-x4: ok" in capsys.readouterr().out
     assert main(["models", "remove", "hpinet-s-x4"]) == 0
