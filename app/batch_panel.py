@@ -210,7 +210,7 @@ class BatchPanel(QWidget):
             return self._error("No model is available; open Manage models to get one.")
         self._save()
         self._req = BatchRequest(Path(in_dir).expanduser(), Path(out_dir).expanduser(),
-                                 self.options(), c.model, c.device)
+                                 self.options(), c.model, c.device, clean_up=c.clean_up)
         self.table.setRowCount(0)
         self._rows.clear()
         self.summary.clear()

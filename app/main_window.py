@@ -494,7 +494,7 @@ class MainWindow(QMainWindow):
             return
         self.message.hide()
         job = UpscaleJob(self.picture, c.model, folder, c.out_format, c.quality, c.scale,
-                         c.width, c.height, c.device)
+                         c.width, c.height, c.device, clean_up=c.clean_up)
         self._job, self.result = job, None
         size = self.options.output_size() or (self.picture.display.width * c.model_scale,
                                               self.picture.display.height * c.model_scale)

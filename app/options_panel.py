@@ -12,8 +12,10 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
+    QSlider,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
@@ -44,19 +46,26 @@ class OutputChoice:
     out_format: str | None  # None: the input's own format
     quality: int
     device: str
+    clean_up: float | None = None  # None: the model has no detail <-> clean-up control
 
 
 def model_item_text(st: catalog.Status) -> str:
-    """How a model appears in the picker: its title and whether it must be downloaded."""
+    """How a model appears in the picker: its title, its kind (photo or paper-exact) and
+    whether it must be downloaded."""
     e = st.entry
+    title = f"{e.title}  [{e.kind}]"
     if st.installed:
-        return f"{e.title}  \u2014  installed"
+        return f"{title}  \u2014  installed"
     if e.embedded:
-        return f"{e.title}  \u2014  missing"
+        return f"{title}  \u2014  missing"
     if e.downloadable:
-        return f"{e.title}  \u2014  download {size_text(e.size)}" if e.size else \
-            f"{e.title}  \u2014  download"
-    return f"{e.title}  \u2014  manual download"
+        return f"{title}  \u2014  download {size_text(e.size)}" if e.size else \
+            f"{title}  \u2014  download"
+    return f"{title}  \u2014  manual download"
+
+
+#: The clean-up slider's steps (0..100 -> 0.00..1.00).
+CLEAN_UP_STEPS = 100
 
 
 class OptionsPanel(QWidget):
@@ -78,10 +87,30 @@ class OptionsPanel(QWidget):
         self.model_description.setWordWrap(True)
         manage = QPushButton("Manage models\u2026", self)
         manage.clicked.connect(self.manage_models)
+        # Detail <-> clean-up: a blend of the paper-exact model and its photo twin.
+        self.clean_up = QSlider(Qt.Orientation.Horizontal, self)
+        self.clean_up.setRange(0, CLEAN_UP_STEPS)
+        self.clean_up.setSingleStep(5)
+        self.clean_up.setPageStep(25)
+        self.clean_up.setAccessibleName("Detail to clean-up")
+        self.clean_up.setEnabled(False)  # until a model with both versions is chosen
+        self.clean_up_label = QLabel(self)
+        self.clean_up_reason = QLabel(self)
+        self.clean_up_reason.setWordWrap(True)
+        self.clean_up_reason.setEnabled(False)
+        ends = QWidget(self)
+        ends_row = QHBoxLayout(ends)
+        ends_row.setContentsMargins(0, 0, 0, 0)
+        ends_row.addWidget(QLabel("Detail", self))
+        ends_row.addWidget(self.clean_up, 1)
+        ends_row.addWidget(QLabel("Clean-up", self))
         model_box = QGroupBox("Model", self)
         lay = QVBoxLayout(model_box)
         lay.addWidget(self.model_combo)
         lay.addWidget(self.model_description)
+        lay.addWidget(ends)
+        lay.addWidget(self.clean_up_label)
+        lay.addWidget(self.clean_up_reason)
         lay.addWidget(manage, 0, Qt.AlignmentFlag.AlignLeft)
 
         # --- output size ---
@@ -135,10 +164,12 @@ class OptionsPanel(QWidget):
 
         self._restore()
         self.refresh_models()
+        self.model_combo.currentIndexChanged.connect(self._sync_clean_up)  # before _on_changed
         for sig in (self.model_combo.currentIndexChanged, self.size_mode.currentIndexChanged,
                     self.factor.valueChanged, self.width_spin.valueChanged,
                     self.height_spin.valueChanged, self.format_combo.currentIndexChanged,
-                    self.quality.valueChanged, self.device_combo.currentIndexChanged):
+                    self.quality.valueChanged, self.device_combo.currentIndexChanged,
+                    self.clean_up.valueChanged):
             sig.connect(self._on_changed)
         self._on_changed()
 
@@ -166,6 +197,7 @@ class OptionsPanel(QWidget):
                           if model.item(i).isEnabled()), -1)
         self.model_combo.setCurrentIndex(index)
         self.model_combo.blockSignals(False)
+        self._sync_clean_up()
         self._on_changed()
 
     def select_model(self, model_id: str) -> None:
@@ -179,6 +211,43 @@ class OptionsPanel(QWidget):
     def model_id(self) -> str:
         """The chosen catalogue id ('' when the catalogue offers nothing usable)."""
         return self.model_combo.currentData() or ""
+
+    # --- detail <-> clean-up ------------------------------------------------------------------
+    def clean_up_value(self) -> float | None:
+        """The slider's value in 0..1, or None when the chosen model has no such control."""
+        if not self.clean_up.isEnabled():
+            return None
+        return self.clean_up.value() / CLEAN_UP_STEPS
+
+    def _sync_clean_up(self) -> None:
+        """Enable the slider for models with a paper-exact and a photo version, else say why."""
+        mid = self.model_id()
+        try:
+            pair = catalog.clean_up_pair(mid) if mid else None
+            reason = catalog.clean_up_unavailable(mid) if mid else "No model is chosen."
+        except FinescaleError:
+            pair, reason = None, "The chosen model is not in the catalogue."
+        self.clean_up.blockSignals(True)
+        self.clean_up.setEnabled(pair is not None)
+        if pair is not None:
+            stored = self.settings.get("clean_up")
+            default = catalog.get(pair[1]).clean_up
+            value = stored if stored >= 0 else (default if default is not None else 1.0)
+            if catalog.get(mid).kind == "paper-exact" and stored < 0:
+                value = 0.0
+            self.clean_up.setValue(round(value * CLEAN_UP_STEPS))
+        self.clean_up.blockSignals(False)
+        self.clean_up_reason.setText(reason or "")
+        self.clean_up_reason.setVisible(bool(reason))
+        self._update_clean_up_label()
+
+    def _update_clean_up_label(self) -> None:
+        v = self.clean_up_value()
+        self.clean_up_label.setVisible(v is not None)
+        if v is not None:
+            what = ("the paper-exact model" if v == 0 else "the photo model" if v == 1
+                    else "a blend of both")
+            self.clean_up_label.setText(f"Clean-up {v:.2f}: {what}")
 
     # --- sizes ------------------------------------------------------------------------------
     def set_input_size(self, size: tuple[int, int] | None) -> None:
@@ -222,7 +291,7 @@ class OptionsPanel(QWidget):
             width=self.width_spin.value() if mode == "width" else None,
             height=self.height_spin.value() if mode == "height" else None,
             out_format=None if fmt == "same" else fmt, quality=self.quality.value(),
-            device=self.device_combo.currentData())
+            device=self.device_combo.currentData(), clean_up=self.clean_up_value())
 
     def _on_changed(self) -> None:
         mid = self.model_id()
@@ -237,6 +306,7 @@ class OptionsPanel(QWidget):
         self.size_stack.setCurrentIndex(self.size_mode.currentIndex())
         self.size_stack.setVisible(self.size_mode.currentIndex() > 0)
         self.quality.setEnabled(self.format_combo.currentData() in ("JPEG", "WEBP", "same"))
+        self._update_clean_up_label()
         self._update_size_line()
         self._save()
         self.changed.emit()
@@ -262,6 +332,8 @@ class OptionsPanel(QWidget):
         s.set("out_format", self.format_combo.currentData())
         s.set("quality", self.quality.value())
         s.set("device", self.device_combo.currentData())
+        if self.clean_up.isEnabled():
+            s.set("clean_up", self.clean_up.value() / CLEAN_UP_STEPS)
 
 
 def _default_id() -> str:

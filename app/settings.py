@@ -29,6 +29,7 @@ _SPEC: dict[str, tuple[type, Any]] = {
     "out_height": (int, 2160),
     "out_format": (str, "same"),
     "quality": (int, 95),
+    "clean_up": (float, -1.0),  # detail <-> clean-up 0..1; below 0: the photo model's default
     "out_dir": (str, ""),
     "device": (str, "auto"),
     "compare_mode": (str, "side"),
@@ -42,7 +43,7 @@ _SPEC: dict[str, tuple[type, Any]] = {
 _CHOICES = {"scale_mode": SCALE_MODES, "out_format": OUTPUT_FORMATS, "device": DEVICES,
             "compare_mode": COMPARE_MODES, "batch/existing": EXISTING_POLICIES}
 _RANGES = {"scale_factor": (0.1, 16.0), "out_width": (1, 200_000), "out_height": (1, 200_000),
-           "quality": (1, 100)}
+           "quality": (1, 100), "clean_up": (-1.0, 1.0)}
 
 
 class Settings:

@@ -76,6 +76,7 @@ class UpscaleJob:
     height: int | None = None
     device: str = "auto"
     tile: int | str = "auto"
+    clean_up: float | None = None  # detail <-> clean-up; None: the model's own default
     id: int = field(default_factory=lambda: next(_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -128,24 +129,30 @@ def unexpected(error: BaseException) -> str:
 
 
 def prepare_model(model: str, cancel: threading.Event, on_status: Callable[[str], None],
-                  on_download: Callable[[int, int], None]) -> Any:
+                  on_download: Callable[[int, int], None],
+                  clean_up: float | None = None) -> Any:
     """Load ``model`` (a checkpoint path or a catalogue id), downloading it first if needed.
 
     ``on_download(done_bytes, total_bytes or 0)`` is called a few times a second; setting
     ``cancel`` stops the download (the part fetched is kept for next time) with Cancelled.
+    A catalogue model with a paper-exact and a photo version is loaded at ``clean_up``
+    (both versions are fetched first); None is the model's own default.
     """
     from sr_core import load_model
+    from sr_core.cleanup import load_with_clean_up
 
-    source = model
-    if not Path(model).exists():  # a catalogue id
-        entry = catalog.get(model)
+    if Path(model).exists():
+        on_status("Loading the model...")
+        return load_model(model)
+    pair = catalog.clean_up_pair(model)
+    for mid in (pair or (model,)):
+        entry = catalog.get(mid)
         if not catalog.is_installed(entry.id):
             size = f" ({entry.size / 1e6:.0f} MB)" if entry.size else ""
             on_status(f"Downloading {entry.title}{size}...")
             catalog.ensure_model(entry.id, progress=_download_progress(cancel, on_download))
-        source = entry.id
     on_status("Loading the model...")
-    return load_model(source)
+    return load_with_clean_up(catalog.get(model).id, clean_up if pair else None)
 
 
 def _download_progress(cancel: threading.Event,
@@ -235,7 +242,7 @@ class UpscaleWorker(QObject):
     # --- upscaling --------------------------------------------------------------------------
     def _model(self, job: UpscaleJob) -> Any:
         """The Upscaler for the job's model and device, reused while they stay the same."""
-        key = (job.model, job.device, str(job.tile))
+        key = (job.model, job.device, str(job.tile), job.clean_up)
         if self._upscaler is not None and self._upscaler_key == key:
             return self._upscaler
         self._upscaler = None  # free the previous model before loading another
@@ -243,7 +250,8 @@ class UpscaleWorker(QObject):
 
         model = prepare_model(job.model, job.cancel,
                               lambda text: self.status.emit(job.id, text),
-                              lambda done, total: self.download.emit(job.id, done, total))
+                              lambda done, total: self.download.emit(job.id, done, total),
+                              job.clean_up)
         self._upscaler = Upscaler(model, device=job.device, tile=job.tile,
                                   on_message=lambda text: self.status.emit(job.id, text))
         self._upscaler_key = key
@@ -392,6 +400,7 @@ class BatchRequest:
     options: Any               # sr_core.batch.BatchOptions
     model: str
     device: str = "auto"
+    clean_up: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -455,7 +464,8 @@ class BatchWorker(QObject):
         if req.cancel.is_set():
             raise Cancelled()
         model = prepare_model(req.model, req.cancel, lambda t: self.status.emit(req, t),
-                              lambda done, total: self.download.emit(req, done, total))
+                              lambda done, total: self.download.emit(req, done, total),
+                              req.clean_up)
         up = Upscaler(model, device=req.device, on_message=lambda t: self.status.emit(req, t))
         self.status.emit(req, "Looking at the files...")
         plan = plan_batch(req.in_dir, req.out_dir, req.options, model=up)
