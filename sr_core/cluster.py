@@ -199,6 +199,7 @@ def connect(options: RayOptions) -> Iterator[int]:
             raise FinescaleError(f"Could not start a local Ray cluster: "
                                  f"{_first_line(e)}.") from None
     else:
+        _probe(str(where.address))
         try:
             ray.init(address=where.address, **quiet)
         except Exception as e:
@@ -210,9 +211,32 @@ def connect(options: RayOptions) -> Iterator[int]:
                                  f"{_first_line(e)}.") from None
         n = 0
     try:
-        yield options.workers or n or _room(ray, options, where)
+        room = _room(ray, options, where)  # one sentence now, not a wait for resources
+        yield options.workers or n or room
     finally:
         ray.shutdown()
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail in one sentence, and fast, when nothing answers at ``address``.
+
+    Ray itself retries an unreachable GCS for minutes before it gives up.
+    """
+    import importlib.util
+
+    if address == "auto":
+        return
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise FinescaleError(f"Joining a cluster through ray:// needs Ray's client; "
+                             f"{INSTALL_HINT}.")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        why = (f"nothing answered within {timeout:g} s" if isinstance(e, TimeoutError)
+               else (e.strerror or str(e)).lower())
+        raise FinescaleError(f"Cannot reach the Ray cluster at {address}: {why}.") from None
 
 
 def _room(ray: ModuleType, options: RayOptions, where: RayAddress) -> int:
@@ -669,8 +693,11 @@ def cli_runner(args: argparse.Namespace, model_source: Any, say: Callable[[str],
     """
     from .models import load_model
 
-    model = load_model(model_source)
     options = options_from_args(args)
+    where = options.validate()
+    if not where.local:  # an unreachable cluster is said before anything else happens
+        _probe(str(where.address))
+    model = load_model(model_source)
 
     def run(plan: BatchPlan, progress: Callable[[BatchProgress], None]) -> BatchReport:
         return run_batch_ray(plan, model, options, progress=progress, on_message=say)
