@@ -494,6 +494,7 @@ class _Dispatch:
         self.claimed = {batch._key(plan.out_dir / r.output) for r in plan.rows
                         if r.output and r.status in ("done", "pending")}
         self.attempts: dict[str, int] = {}
+        self.unsaved = False
 
     def run(self) -> str:
         """Convert every job; ``"finished"`` or ``"cancelled"``."""
@@ -521,6 +522,8 @@ class _Dispatch:
                         "(run the same command again to go on).")
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
+            if not ready and self.unsaved:  # the last write was throttled: catch up now
+                self._save()
             for ref in ready:
                 i, job = inflight.pop(ref)
                 try:
@@ -619,8 +622,14 @@ class _Dispatch:
             self.run_.pixels_done += job.pixels
         else:
             self.run_.eta.drop(job.pixels)
-        self.writer.write()
+        self._save()
         self.run_.send(None, finished=job.result)
+
+    def _save(self) -> None:
+        """Write the report unless it was written a moment ago (then the loop catches up)."""
+        last = self.writer.last
+        self.writer.write()
+        self.unsaved = self.writer.last == last
 
 
 def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:

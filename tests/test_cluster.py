@@ -255,9 +255,22 @@ def _session_processes(sid: int) -> dict[int, str]:
     return found
 
 
-def _start(cmd: list[str], log: Path) -> subprocess.Popen:
+@pytest.fixture
+def sessions() -> list[int]:
+    """Session ids of the drivers a test starts; whatever is left of them is ended after."""
+    started: list[int] = []
+    yield started
+    for sid in started:
+        for pid in _session_processes(sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _start(cmd: list[str], log: Path, sessions: list[int]) -> subprocess.Popen:
     with open(log, "wb") as f:
-        return subprocess.Popen(cmd, stdout=f, stderr=f, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=f, start_new_session=True)
+    sessions.append(proc.pid)
+    return proc
 
 
 def _wait_report(proc: subprocess.Popen, path: Path, log: Path, ok) -> dict:  # noqa: ANN001
@@ -295,7 +308,7 @@ def _reap(sid: int) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_ctrl_c_stops_cleanly_and_a_sigkilled_driver_resumes(
-        tmp_path: Path, tiny_model: Path) -> None:
+        tmp_path: Path, tiny_model: Path, sessions: list[int]) -> None:
     _need_ray()
     src, ref, out = tmp_path / "in", tmp_path / "single", tmp_path / "ray"
     good, bad = _tree(src)
@@ -309,7 +322,7 @@ def test_ctrl_c_stops_cleanly_and_a_sigkilled_driver_resumes(
     # first). Each run lets some through its workers' gate; the others wait there.
     # 1. Ctrl-C (to the whole process group, as a terminal sends it) while both workers
     # wait at the gate: exit 130 and a report that says so.
-    first = _start(gated + ["pic00.png,pic03.bmp"] + args, tmp_path / "first.log")
+    first = _start(gated + ["pic00.png,pic03.bmp"] + args, tmp_path / "first.log", sessions)
     _wait_report(first, report_path, tmp_path / "first.log",
                  lambda d: sum(f["status"] == "done" for f in d["files"]) == 2)
     os.killpg(first.pid, signal.SIGINT)
@@ -321,7 +334,7 @@ def test_ctrl_c_stops_cleanly_and_a_sigkilled_driver_resumes(
     assert stopped["state"] == "interrupted"
 
     # 2. Resumed, then SIGKILLed while its workers are half-way through files.
-    second = _start(gated + ["pic06.jpg"] + args, tmp_path / "second.log")
+    second = _start(gated + ["pic06.jpg"] + args, tmp_path / "second.log", sessions)
     _wait_report(second, report_path, tmp_path / "second.log",
                  lambda d: d["state"] == "running" and d["resumed"] == 1
                  and any(f["input"] == "pic06.jpg" and f["status"] == "done"
