@@ -212,7 +212,7 @@ def connect(options: RayOptions) -> Iterator[int]:
         n = 0
     try:
         room = _room(ray, options, where)  # one sentence now, not a wait for resources
-        yield options.workers or n or room
+        yield options.workers or (min(n, room) if where.local else room)
     finally:
         ray.shutdown()
 
@@ -377,6 +377,10 @@ def run_batch_ray(plan: BatchPlan, model: Any, options: RayOptions | None = None
     if ModelLabel.of(model) != plan.model:
         raise ValueError(f"the plan was made for {plan.model}, not {ModelLabel.of(model)}")
     ray = require_ray()
+    if not plan.jobs:  # nothing to convert: no cluster needed for the report
+        from .batch import run_plan
+
+        return run_plan(plan, lambda writer: "finished")
     if ray.is_initialized():
         return _run(ray, plan, model, options, options.workers or _room(
             ray, options, RayAddress(local=False, address="this Ray session")),
@@ -390,8 +394,6 @@ def _run(ray: ModuleType, plan: BatchPlan, model: Any, options: RayOptions, work
          on_message: Callable[[str], None] | None) -> BatchReport:
     from .batch import run_plan
 
-    if not plan.jobs:  # nothing to convert: no worker needs to start
-        return run_plan(plan, lambda writer: "finished")
     pool = _Pool(ray, plan, model, options, min(workers, len(plan.jobs)))
     try:
         pool.start()

@@ -143,7 +143,34 @@ def test_unreachable_cluster_is_one_sentence(tmp_path: Path,
             RayOptions(address="local:1", gpus_per_worker=1))
 
 
+def test_nothing_to_convert_needs_no_cluster(tmp_path: Path) -> None:
+    _need_ray()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not a photo\n")
+    model = load_model("finescale-asid-x4")
+    plan = plan_batch(tmp_path / "in", tmp_path / "out", model=model)
+    report = run_batch_ray(plan, model, RayOptions(address="127.0.0.1:1"))  # never contacted
+    assert report.state == "finished" and [r.status for r in report.rows] == ["skipped"]
+    assert load_report(tmp_path / "out" / REPORT_NAME)["state"] == "finished"
+
+
 # --- a real local cluster -------------------------------------------------------------------
+def test_a_worker_that_cannot_load_the_model_is_one_sentence(
+        tmp_path: Path, tiny_model: Path, ray_cluster: int) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    _flat(tmp_path / "in", 2)
+    model = load_model(str(tiny_model))
+    plan = plan_batch(tmp_path / "in", tmp_path / "out", model=model)
+    with pytest.raises(FinescaleError) as e:
+        run_batch_ray(plan, model, RayOptions(device="cuda"))
+    assert str(e.value).startswith("A Ray worker on ") and "cannot run the model: Device "\
+        "'cuda' cannot be used" in str(e.value) and "\n" not in str(e.value)
+    assert load_report(tmp_path / "out" / REPORT_NAME) is None  # the folder was not touched
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("ship_files", [False, True], ids=["shared-folders", "ship-files"])
 def test_outputs_and_report_equal_the_single_process_batch(
