@@ -397,6 +397,8 @@ def _run(ray: ModuleType, plan: BatchPlan, model: Any, options: RayOptions, work
     pool = _Pool(ray, plan, model, options, min(workers, len(plan.jobs)))
     try:
         pool.start()
+        if on_message is not None:
+            on_message(pool.describe())
         return run_plan(plan, lambda writer: _Dispatch(
             pool, plan, options, writer, progress, cancel, on_message).run())
     finally:
@@ -404,7 +406,7 @@ def _run(ray: ModuleType, plan: BatchPlan, model: Any, options: RayOptions, work
 
 
 class _Pool:
-    """The worker actors: started, checked, restarted by Ray, stopped."""
+    """The worker actors: started, checked, replaced when one dies, stopped."""
 
     def __init__(self, ray: ModuleType, plan: BatchPlan, model: Any, options: RayOptions,
                  n: int) -> None:
@@ -463,6 +465,13 @@ class _Pool:
                 ray.kill(self.actors[i], no_restart=True)
                 self.actors[i] = None
                 ray.cancel(ref, force=False)
+
+    def describe(self) -> str:
+        """One line about the workers that started: how many, on how many hosts, devices."""
+        hosts = {i["host"] for i in self.info.values()}
+        devices = sorted({str(i["device"]) for i in self.info.values()})
+        return (f"{len(self.info)} Ray workers ready on {len(hosts)} "
+                f"host{'s' if len(hosts) != 1 else ''} ({', '.join(devices)}).")
 
     def replace(self, i: int) -> bool:
         """Start a fresh worker for the dead one in slot ``i``; False when it died too often.

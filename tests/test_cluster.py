@@ -121,7 +121,7 @@ def test_without_ray_the_cli_names_the_extra(tmp_path: Path, monkeypatch: pytest
     assert not (tmp_path / "out").exists()
 
 
-def test_unreachable_cluster_is_one_sentence(tmp_path: Path,
+def test_unreachable_cluster_is_one_sentence(tmp_path: Path, tiny_model: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     _need_ray()
     import socket
@@ -132,22 +132,22 @@ def test_unreachable_cluster_is_one_sentence(tmp_path: Path,
     _flat(tmp_path / "in", 1)
     for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
         code = cli.main(["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--ray", address,
-                         "-m", "finescale-asid-x4"])
+                         "-m", str(tmp_path / "never-loaded.safetensors")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1, err
         assert err[0] == (f"finescale: error: Cannot reach the Ray cluster at {address}: "
                           "connection refused.")
-    with pytest.raises(FinescaleError, match="no free worker|no room"):
-        run_batch_ray(plan_batch(tmp_path / "in", tmp_path / "out2", model=load_model(
-            "finescale-asid-x4")), "finescale-asid-x4",
-            RayOptions(address="local:1", gpus_per_worker=1))
+    model = load_model(str(tiny_model))
+    with pytest.raises(FinescaleError, match="has no room for a worker of 1 GPU"):
+        run_batch_ray(plan_batch(tmp_path / "in", tmp_path / "out2", model=model), model,
+                      RayOptions(address="local:1", gpus_per_worker=1))
 
 
-def test_nothing_to_convert_needs_no_cluster(tmp_path: Path) -> None:
+def test_nothing_to_convert_needs_no_cluster(tmp_path: Path, tiny_model: Path) -> None:
     _need_ray()
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "notes.txt").write_text("not a photo\n")
-    model = load_model("finescale-asid-x4")
+    model = load_model(str(tiny_model))
     plan = plan_batch(tmp_path / "in", tmp_path / "out", model=model)
     report = run_batch_ray(plan, model, RayOptions(address="127.0.0.1:1"))  # never contacted
     assert report.state == "finished" and [r.status for r in report.rows] == ["skipped"]
