@@ -201,14 +201,24 @@ def test_a_worker_killed_mid_write_gives_every_file_exactly_once(
     names = _flat(src, 8)
     keep_both = BatchOptions(existing="number")  # a file done twice would show as "_2"
     _reference(src, ref, tiny_model, keep_both)
-    marker = tmp_path / "killed"
-    victim = _out_name("img3.png")
+    marker, marker2 = tmp_path / "killed", tmp_path / "killed-after-rename"
+    victim, victim2 = _out_name("img3.png"), _out_name("img5.png")
 
     def die_mid_write() -> None:
-        """In the worker: the first time img3's output is encoded, write half, then die."""
+        """In the worker: the first time img3's output is encoded, write half, then die;
+        the first time img5's output is renamed into place, die right after the rename."""
         import sr_core.imageio as imageio
 
         real = imageio._ENCODERS["PNG"]
+        real_link = os.link
+
+        def link(src, dst, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            real_link(src, dst, *args, **kwargs)
+            if victim2 in os.path.basename(dst) and not os.path.exists(marker2):
+                Path(marker2).write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.link = link
 
         def encode(job, f):  # noqa: ANN001, ANN202
             if victim in os.path.basename(f.name):
@@ -229,17 +239,19 @@ def test_a_worker_killed_mid_write_gives_every_file_exactly_once(
     report = run_batch_ray(plan_batch(src, out, keep_both, model=model), model,
                            RayOptions(worker_setup=die_mid_write, **WORKER))
 
-    pid = int(marker.read_text())  # the worker really died, half-way through the write
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    for m in (marker, marker2):  # both workers really died where they were meant to
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(m.read_text()), 0)
     assert report.state == "finished" and [r.status for r in report.rows] == ["done"] * 8
     _same_outputs(ref, out)  # every output once, each whole, no "_2" copy
     assert _files(out) == {_out_name(n) for n in names} | {REPORT_NAME}
-    assert _temporaries(out) == [] and report.removed_temporaries == 1
-    row = next(r for r in report.rows if r.input == "img3.png")
-    assert row.notes == ["redone after its first Ray worker stopped"]
+    # img3's half-written temporary and img5's, left behind after its rename, are gone.
+    assert _temporaries(out) == [] and report.removed_temporaries == 2
+    rows = {r.input: r for r in report.rows}
+    assert rows["img3.png"].notes == ["redone after its first Ray worker stopped"]
+    assert rows["img5.png"].notes == ["finished just before its Ray worker stopped"]
     saved = load_report(out / REPORT_NAME)
-    assert saved["state"] == "finished" and saved["removed_temporaries"] == 1
+    assert saved["state"] == "finished" and saved["removed_temporaries"] == 2
 
 
 # --- the driver interrupted, then killed, then run again ------------------------------------
