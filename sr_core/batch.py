@@ -846,6 +846,16 @@ def run_batch(plan: BatchPlan, upscaler: Any, *,
     """
     if ModelLabel.of(upscaler) != plan.model:
         raise ValueError(f"the plan was made for {plan.model}, not {ModelLabel.of(upscaler)}")
+    return run_plan(plan, lambda writer: _run_jobs(plan, upscaler, writer, progress, cancel))
+
+
+def run_plan(plan: BatchPlan, run_jobs: Callable[[_ReportWriter], str]) -> BatchReport:
+    """Everything around the conversions: the folder, its lock, the report, the end state.
+
+    ``run_jobs(writer)`` converts ``plan.jobs`` (updating their rows, calling
+    ``writer.write()`` after each file) and returns ``"finished"`` or ``"cancelled"``;
+    :func:`run_batch` runs them here, :mod:`sr_core.cluster` on a Ray cluster.
+    """
     try:
         plan.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -859,7 +869,7 @@ def run_batch(plan: BatchPlan, upscaler: Any, *,
         writer = _ReportWriter(report)
         writer.write(force=True)
         try:
-            report.state = _run_jobs(plan, upscaler, writer, progress, cancel)
+            report.state = run_jobs(writer)
         except BaseException:
             report.state = "interrupted"
             raise
@@ -963,32 +973,46 @@ def _one(plan: BatchPlan, job: Job, upscaler: Any, photo_future: Future[Photo], 
 
 def _write(plan: BatchPlan, job: Job, out: Photo, claimed: set[str]) -> None:
     row, o = job.result, plan.options
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if not place_output(plan, job, claimed, lambda path, overwrite: write_image(
+                out, path, format=job.format, quality=o.quality, overwrite=overwrite)):
+            return
+    row.notes = [str(w.message) for w in caught]
+    row.status, row.reason = "done", None
+    row.out_height, row.out_width = out.height, out.width
+
+
+def place_output(plan: BatchPlan, job: Job, claimed: set[str],
+                 write: Callable[[Path, bool], object]) -> bool:
+    """Write ``job``'s output by the existing-output policy; False if the row became skipped.
+
+    ``write(path, overwrite)`` writes atomically and raises :class:`OutputExistsError` when
+    ``overwrite`` is False and ``path`` exists; with the "number" policy the next free
+    numbered name is tried (``job.output`` and the row follow it).
+    """
+    row, o = job.result, plan.options
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WriteError(f"Cannot create the folder {job.output.parent}: "
                          f"{(e.strerror or str(e)).lower()}.") from None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        while True:
-            try:
-                write_image(out, job.output, format=job.format, quality=o.quality,
-                            overwrite=o.existing == "overwrite")
-                break
-            except OutputExistsError:
-                if o.existing != "number":  # someone else wrote it since planning
-                    row.status = "skipped"
-                    row.reason = f"Skipped {job.source}: the output {job.output} appeared " \
-                                 "while the batch ran."
-                    return
-                claimed.add(_key(job.output))
-                job.output = _numbered(job.output, lambda p: _key(p) in claimed
-                                       or os.path.lexists(p))
-                row.output = _rel(job.output, plan.out_dir)
+    while True:
+        try:
+            write(job.output, o.existing == "overwrite")
+            break
+        except OutputExistsError:
+            if o.existing != "number":  # someone else wrote it since planning
+                row.status = "skipped"
+                row.reason = f"Skipped {job.source}: the output {job.output} appeared " \
+                             "while the batch ran."
+                return False
+            claimed.add(_key(job.output))
+            job.output = _numbered(job.output, lambda p: _key(p) in claimed
+                                   or os.path.lexists(p))
+            row.output = _rel(job.output, plan.out_dir)
     claimed.add(_key(job.output))
-    row.notes = [str(w.message) for w in caught]
-    row.status, row.reason = "done", None
-    row.out_height, row.out_width = out.height, out.width
+    return True
 
 
 def describe_plan(plan: BatchPlan) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from . import catalog
 from .errors import FinescaleError
-from .models import SRModel, load_model
+from .models import SRModel, is_catalogue_id, load_model
 
 
 def check_clean_up(value: Any) -> float:
@@ -76,3 +76,16 @@ def load_with_clean_up(model_id: str, clean_up: float | None) -> SRModel:
     if t == 1.0:
         return load_model(photo_id)
     return blend(load_model(paper_id), load_model(photo_id), t)
+
+
+def resolve_model(source: Any, clean_up: float | None = None) -> SRModel:
+    """The model to run for ``source``: a catalogue id goes through its clean-up pair (see
+    :func:`load_with_clean_up`), anything else :func:`load_model` takes is loaded as is."""
+    if clean_up is not None:
+        check_clean_up(clean_up)
+    if isinstance(source, str) and is_catalogue_id(source):
+        return load_with_clean_up(source, clean_up)
+    if clean_up is not None:
+        raise FinescaleError("clean-up works with catalogue models that have a paper-exact and "
+                             "a photo version, not with a checkpoint file or a loaded model.")
+    return load_model(source)

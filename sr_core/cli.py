@@ -601,12 +601,16 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     _add_clean_up(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    from .cluster import add_arguments as add_ray_arguments
+
+    add_ray_arguments(p)
     p.set_defaults(handler=_cmd_batch, existing="skip")
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from . import cluster
     from .batch import (
         BatchOptions,
         BatchProgress,
@@ -616,6 +620,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         run_batch,
     )
 
+    if (problem := cluster.usage_error(args)) is not None:
+        _error(problem)
+        return 2
+    if args.ray is not None:
+        cluster.require_ray()  # before the model loads: say which extra is missing
     check_folders(args.in_dir, args.out_dir)
     options = BatchOptions(recursive=args.recursive, template=args.name, format=args.format,
                            existing=args.existing, quality=args.quality, scale=args.scale,
@@ -629,10 +638,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if refusal:
         _error(refusal)
         return 2
-    up = Upscaler(model, device=args.device, precision=args.precision, tile=args.tile,
-                  on_message=lambda m: tqdm.write(f"finescale: {m}", file=sys.stderr),
-                  clean_up=args.clean_up)
-    plan = plan_batch(args.in_dir, args.out_dir, options, model=up.model)
+    say = lambda m: tqdm.write(f"finescale: {m}", file=sys.stderr)  # noqa: E731
+    if args.ray is not None:
+        up, run = cluster.cli_runner(args, model, say, clean_up=args.clean_up)
+    else:
+        up = Upscaler(model, device=args.device, precision=args.precision, tile=args.tile,
+                      on_message=say, clean_up=args.clean_up)
+        run = lambda plan, progress: run_batch(plan, up, progress=progress)  # noqa: E731
+    plan = plan_batch(args.in_dir, args.out_dir, options, model=up)
     print(f"{plan.in_dir}: {describe_plan(plan)}"
           + (" (resuming an interrupted run)" if plan.resumed else ""), file=sys.stderr)
     fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]"
@@ -650,7 +663,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                     for note in p.finished.notes:
                         tqdm.write(f"finescale: {p.finished.input}: {note}", file=sys.stderr)
 
-            report = run_batch(plan, up, progress=progress)
+            report = run(plan, progress)
     except KeyboardInterrupt:
         _error("interrupted; finished images are kept, run the same command again to go on.")
         return 130

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cleanup import resolve_model
 from .device import (
     choose_device,
     choose_dtype,
@@ -32,7 +33,7 @@ from .device import (
     release_freed_memory_promptly,
 )
 from .errors import Cancelled, FinescaleError
-from .models import SRModel, load_model
+from .models import SRModel
 from .tiling import (
     DEFAULT_OVERLAP,
     BandStitcher,
@@ -101,7 +102,7 @@ class Upscaler:
                  overlap: int = DEFAULT_OVERLAP,
                  on_message: Callable[[str], None] | None = None,
                  clean_up: float | None = None) -> None:
-        self.model: SRModel = _load(model, clean_up)
+        self.model: SRModel = resolve_model(model, clean_up)
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes)
         self.overlap = overlap
@@ -499,21 +500,6 @@ def resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if out.dtype == np.float32:
         np.clip(out, 0.0, 1.0, out=out)
     return out
-
-
-def _load(model: Any, clean_up: float | None) -> SRModel:
-    """The model to run: a catalogue id goes through its clean-up pair, anything else as is."""
-    from .cleanup import check_clean_up, load_with_clean_up
-    from .models import is_catalogue_id
-
-    if clean_up is not None:
-        check_clean_up(clean_up)
-    if isinstance(model, str) and is_catalogue_id(model):
-        return load_with_clean_up(model, clean_up)
-    if clean_up is not None:
-        raise FinescaleError("clean-up works with catalogue models that have a paper-exact and "
-                             "a photo version, not with a checkpoint file or a loaded model.")
-    return load_model(model)
 
 
 def _check(cancel: CancelToken | None) -> None:
