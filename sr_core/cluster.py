@@ -191,13 +191,20 @@ def connect(options: RayOptions) -> Iterator[int]:
         cpus = os.cpu_count() or 1
         n = where.workers or options.workers or max(1, int(cpus // options.cpus_per_worker))
         gpus = None if options.gpus_per_worker else 0  # Ray counts the GPUs when asked for
-        try:
-            with _loopback_only(ray):
-                ray.init(num_cpus=max(1, round(n * options.cpus_per_worker)), num_gpus=gpus,
-                         include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
-        except Exception as e:
-            raise FinescaleError(f"Could not start a local Ray cluster: "
-                                 f"{_first_line(e)}.") from None
+        for attempt in (1, 2):
+            try:
+                with _loopback_only(ray):
+                    ray.init(num_cpus=max(1, round(n * options.cpus_per_worker)), num_gpus=gpus,
+                             include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+                break
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                # Ray gives its raylet a fixed 30 s to register; on a busy machine (a desktop
+                # doing other work) that can pass once, so a second start is tried.
+                if attempt == 2 or "timed out during startup" not in str(e):
+                    raise FinescaleError(f"Could not start a local Ray cluster: "
+                                         f"{_first_line(e)}.") from None
     else:
         _probe(str(where.address))
         try:
