@@ -101,3 +101,19 @@ def test_synthetic_photo_is_deterministic_and_textured() -> None:
     a, b = synthetic_photo(64, 80), synthetic_photo(64, 80)
     assert a.shape == (64, 80, 3) and a.dtype.name == "uint8"
     assert (a == b).all() and a.std() > 30
+
+
+def test_flop_count_includes_the_cpu_attention_kernel() -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sr_core.bench import sdpa_flop_mapping
+
+    q = torch.rand(1, 2, 64, 16)
+    with FlopCounterMode(display=False) as plain:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    with FlopCounterMode(display=False, custom_mapping=sdpa_flop_mapping()) as honest:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    # Two matmuls (q k^T and attn v) of 64x64x16 per head, 2 FLOP per multiply-add.
+    assert honest.get_total_flops() == 2 * 2 * (2 * 64 * 64 * 16)
+    assert plain.get_total_flops() < honest.get_total_flops()
