@@ -34,7 +34,7 @@ from sr_core.errors import FinescaleError
 
 from .worker import CatalogRequest, CatalogWorker, WorkerThread
 
-COLUMNS = ("Model", "Status", "Size", "Licence", "Verified", "Description")
+COLUMNS = ("Model", "Kind", "Status", "Size", "Licence", "Verified", "Description")
 CHECKPOINT_FILTER = "Checkpoints (*.pth *.pt *.ckpt *.bin *.safetensors);;All files (*)"
 
 
@@ -153,12 +153,12 @@ class ModelsDialog(QDialog):
         self.table.setRowCount(len(rows))
         for r, st in enumerate(rows):
             e = st.entry
-            cells = (e.title, status_text(st), size_text(st.size), e.licence or "\u2014",
-                     verified_text(st), e.description)
+            cells = (e.title, e.kind, status_text(st), size_text(st.size),
+                     e.licence or "\u2014", verified_text(st), e.description)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(e.note or e.description)
-                if c == 1 and st.installed:
+                if c == COLUMNS.index("Status") and st.installed:
                     item.setForeground(QColor(40, 140, 60))
                 self.table.setItem(r, c, item)
         if selected in self._ids:
@@ -201,7 +201,7 @@ class ModelsDialog(QDialog):
     @staticmethod
     def _details(st: catalog.Status) -> str:
         e = st.entry
-        parts = [f"<b>{e.title}</b> ({e.arch}, {e.variant}, \u00d7{e.scale})"]
+        parts = [f"<b>{e.title}</b> ({e.arch}, {e.variant}, \u00d7{e.scale}, {e.kind})"]
         if e.params:
             parts.append(f"{e.params / 1e6:.2f} M parameters")
         if e.psnr:

@@ -176,7 +176,8 @@ def test_the_window_downloads_the_model_on_demand(qtbot, served, settings, tmp_p
     qtbot.addWidget(w)
     w.show()
     assert w.options.model_id() == "tiny-dl"
-    assert w.options.model_combo.currentText().startswith("Tiny ASID x2  \u2014  download")
+    assert w.options.model_combo.currentText().startswith(
+        "Tiny ASID x2  [paper-exact]  \u2014  download")
     open_picture(qtbot, w, write_picture(tmp_path / "in" / "p.png", 48, 32))
     seen: list[tuple[int, int]] = []
     w._thread.worker.download.connect(lambda rid, done, total: seen.append((done, total)))
@@ -187,3 +188,15 @@ def test_the_window_downloads_the_model_on_demand(qtbot, served, settings, tmp_p
     assert catalog.is_installed("tiny-dl")
     assert w.options.model_combo.currentText().endswith("installed")
     w.close()
+
+
+def test_the_manager_tells_photo_models_from_paper_exact_ones(qtbot) -> None:
+    from app.models_dialog import ModelsDialog
+
+    dlg = ModelsDialog()  # the shipped catalogue
+    qtbot.addWidget(dlg)
+    assert dlg.cell("finescale-asid-x4-photo", "Kind") == "photo"
+    assert dlg.cell("finescale-asid-x4", "Kind") == "paper-exact"
+    dlg.select("finescale-asid-x4-photo")
+    assert "photo)" in dlg.details.text()
+    dlg.shutdown()
