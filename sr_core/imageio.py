@@ -18,9 +18,11 @@ import contextlib
 import dataclasses
 import errno
 import io
+import math
 import mmap
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zlib
@@ -34,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from . import exif as exifmod
+from . import formats as formatsmod
 from .errors import (
     DiskFullError,
     FinescaleError,
@@ -54,18 +57,25 @@ MAX_PIXELS_ENV = "FINESCALE_MAX_PIXELS"
 # would warn, or refuse with its own message, before we could look at the size.
 Image.MAX_IMAGE_PIXELS = None
 
+#: The formats read and written without optional plugins (see :mod:`sr_core.formats`).
 READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 WRITE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
-_PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WEBP",
-                   "TIFF": "TIFF", "BMP": "BMP"}
-_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-             ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+_PILLOW_FORMATS = formatsmod.PILLOW_NAMES
+#: A file that declares more than this many pixels per byte of file, and more than
+#: _SPARSE_MIN_PIXELS in all, is refused as a decompression bomb. Real photos hold at most a
+#: few pixels per byte; deflate's best case is about 1000 bytes per byte, so this only
+#: catches flat or truncated files whose header claims a huge picture. Setting
+#: FINESCALE_MAX_PIXELS explicitly turns the check off.
+_SPARSE_PIXELS_PER_BYTE = 256
+_SPARSE_MIN_PIXELS = 16_000_000
+#: Resolutions outside this range (dots per inch) are damaged metadata and are dropped.
+_DPI_RANGE = (1.0, 100_000.0)
 _SIXTEEN_BIT = ("PNG", "TIFF")
 _WITH_ALPHA = ("PNG", "WEBP", "TIFF")
 _MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1, "TIFF": 2**32 - 1,
-             "BMP": 2**31 - 1}
+             "BMP": 2**31 - 1, "HEIF": 16_384, "AVIF": 65_536}
 _SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"II+\x00", b"MM\x00+")
 _CHUNK_BYTES = 64 << 20  # pixel conversions work on row blocks of about this size
 # LittleCMS values (plain ints: Pillow's enums for them are newer than our minimum Pillow).
 # Relative colorimetric with black-point compensation is what photo editors use by default.
@@ -145,17 +155,35 @@ def _read_error(path: Path | str, problem: str) -> ImageReadError:
     return ImageReadError(f"Cannot read {path}: {problem}.")
 
 
-def _check_input(path: Path) -> None:
-    if path.is_dir():
-        raise _read_error(path, "it is a folder, not an image file")
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is ("a folder", "a device", ...), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _check_input(path: Path) -> int:
+    """Refuse what is not a non-empty regular file; return its size in bytes."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise _read_error(path, "no such file") from None
     except OSError as e:
-        raise _read_error(path, e.strerror or "the file cannot be accessed") from None
-    if size == 0:
+        raise _read_error(path, (e.strerror or "the file cannot be accessed").lower()) from None
+    kind = _not_regular(st.st_mode)
+    if kind is not None:
+        raise _read_error(path, f"it is {kind}, not an image file")
+    if st.st_size == 0:
         raise _read_error(path, "the file is empty (0 bytes)")
+    return int(st.st_size)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -182,7 +210,7 @@ def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Image.open(fp, formats=list(READ_FORMATS))
+            return Image.open(fp, formats=list(formatsmod.read_formats()) + ["MPO"])
     except MemoryError:
         raise
     except Exception as e:  # Pillow's plugins raise many types for damaged headers
@@ -191,15 +219,61 @@ def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
         if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
             raise _read_error(path, "the file is damaged or truncated") from e
         kind = "it holds text, not an image" if _looks_like_text(head) else \
-            "it is not a PNG, JPEG, WebP, TIFF or BMP image"
+            f"it is not a {formatsmod.describe()} image"
+        if _heif_brand(head) and "HEIF" not in formatsmod.read_formats():
+            kind = "HEIC/HEIF images need the pillow-heif package (pip install pillow-heif)"
         raise UnsupportedFormatError(f"Cannot read {path}: {kind}.") from e
 
 
-def _check_size(path: Path, width: int, height: int, limit: int) -> None:
-    if width * height > limit:
+def _heif_brand(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim",
+                                                   b"heis", b"mif1", b"msf1")
+
+
+def _check_size(path: Path, width: int, height: int, limit: int, file_bytes: int | None = None,
+                sparse_check: bool = True) -> None:
+    """Refuse more pixels than ``limit``, and a small file that claims a huge picture."""
+    pixels = width * height
+    if width <= 0 or height <= 0:
+        raise _read_error(path, f"its header claims {width}x{height} pixels")
+    if pixels > limit:
         raise ImageTooLargeError(
-            f"Cannot read {path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+            f"Cannot read {path}: {width}x{height} is {pixels / 1e6:.0f} megapixels, "
             f"above the limit of {limit / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV}).")
+    if (sparse_check and file_bytes and pixels > _SPARSE_MIN_PIXELS
+            and pixels > _SPARSE_PIXELS_PER_BYTE * file_bytes):
+        raise ImageTooLargeError(
+            f"Cannot read {path}: its header claims {width}x{height} "
+            f"({pixels / 1e6:.0f} megapixels) from only {file_bytes / 1024:.0f} KB of data, "
+            f"more than {_SPARSE_PIXELS_PER_BYTE} pixels per byte, so it is truncated or a "
+            f"decompression bomb (set {MAX_PIXELS_ENV} to accept it).")
+
+
+def _sparse_check_wanted(max_pixels: int | None) -> bool:
+    """The pixels-per-byte check runs unless the caller or the environment set the limit."""
+    return max_pixels is None and not os.environ.get(MAX_PIXELS_ENV, "").strip()
+
+
+def _check_png_chunks(path: Path, data: bytes | mmap.mmap) -> None:
+    """Walk a PNG's chunks: every CRC must match, and IDAT and IEND must be there."""
+    pos, n, seen_idat = 8, len(data), False
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if length > 2**31 - 1 or end > n:
+            raise _read_error(path, f"the file is truncated (its {kind!r} chunk runs past "
+                                    "the end)")
+        crc = int.from_bytes(data[end - 4:end], "big")
+        if zlib.crc32(data[pos + 4:end - 4]) & 0xFFFFFFFF != crc:
+            raise _read_error(path, f"the file is damaged (the checksum of its "
+                                    f"{kind.decode('latin-1')} chunk does not match)")
+        seen_idat |= kind == b"IDAT"
+        if kind == b"IEND":
+            break
+        pos = end
+    if not seen_idat:
+        raise _read_error(path, "the file is damaged or truncated (it holds no pixel data)")
 
 
 def _png_bit_depth(head: bytes) -> int:
@@ -224,9 +298,21 @@ def _source_bits(im: Image.Image, fmt: str, head: bytes) -> int:
     return 1 if im.mode == "1" else 8
 
 
+def sane_dpi(dpi: Any) -> tuple[float, float] | None:
+    """``dpi`` as two finite floats within 1..100000, or None for missing or damaged values."""
+    try:
+        x, y = (float(v) for v in dpi)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return None
+    lo, hi = _DPI_RANGE
+    if not all(math.isfinite(v) and lo <= v <= hi for v in (x, y)):
+        return None
+    return x, y
+
+
 def _dpi(im: Image.Image) -> tuple[float, float] | None:
-    dpi = im.info.get("dpi")
-    if not dpi or len(dpi) != 2 or min(float(dpi[0]), float(dpi[1])) <= 0:
+    dpi = sane_dpi(im.info.get("dpi"))
+    if dpi is None:
         return None
 
     def snap(v: float) -> float:
@@ -370,7 +456,9 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     im = _open_pillow(p, fp)
     with im:
         fmt = _PILLOW_FORMATS[im.format or ""]
-        _check_size(p, im.width, im.height, limit)
+        _check_size(p, im.width, im.height, limit, len(data), _sparse_check_wanted(max_pixels))
+        if fmt == "PNG":
+            _check_png_chunks(p, data)
         bits = _source_bits(im, fmt, data[:32])
         if bits > 16:
             raise UnsupportedFormatError(
@@ -407,14 +495,18 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
                  bit_depth=16 if bits > 8 else 8, format=fmt, source=p)
 
 
-def probe_image(path: str | os.PathLike[str]) -> dict[str, Any]:
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
+                ) -> dict[str, Any]:
     """Describe an image from its headers, without decoding its pixels.
 
     Keys: path, width, height (as displayed, i.e. after the EXIF orientation), format, mode,
-    bits (per channel), orientation, icc, exif, alpha (booleans).
+    bits (per channel), orientation, icc, exif, alpha (booleans). The same size limits as
+    :func:`read_image` apply, and a PNG's chunk checksums are verified, so a file that
+    cannot be read is reported here rather than after a long wait.
     """
     p = Path(path)
-    _check_input(p)
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    file_bytes = _check_input(p)
     try:
         f = open(p, "rb")  # noqa: SIM115 - closed below, after the mmap
     except OSError as e:
@@ -423,6 +515,10 @@ def probe_image(path: str | os.PathLike[str]) -> dict[str, Any]:
         im = _open_pillow(p, f)
         with im:
             fmt = _PILLOW_FORMATS[im.format or ""]
+            _check_size(p, im.width, im.height, limit, file_bytes,
+                        _sparse_check_wanted(max_pixels))
+            if fmt == "PNG":
+                _check_png_chunks(p, mm)
             raw_exif = _raw_exif(im, fmt, exifmod.bytes_reader(mm))
             orientation = exifmod.orientation(raw_exif)
             mode = im.mode
@@ -553,6 +649,15 @@ def _encode_webp(job: _Job, f: BinaryIO) -> None:
                             exact=job.lossless, **meta)
 
 
+def _encode_avif(job: _Job, f: BinaryIO) -> None:
+    _pillow_image(job).save(f, "AVIF", quality=job.quality, **_pillow_meta(job))
+
+
+def _encode_heif(job: _Job, f: BinaryIO) -> None:
+    formatsmod.write_formats()  # registers pillow-heif's writer
+    _pillow_image(job).save(f, "HEIF", quality=job.quality, **_pillow_meta(job))
+
+
 def _encode_bmp(job: _Job, f: BinaryIO) -> None:
     _pillow_image(job).save(f, "BMP", **({"dpi": job.dpi} if job.dpi else {}))
 
@@ -585,30 +690,85 @@ def _encode_tiff(job: _Job, f: BinaryIO) -> None:
 
 _ENCODERS: dict[str, Callable[[_Job, BinaryIO], None]] = {
     "PNG": _encode_png, "JPEG": _encode_jpeg, "WEBP": _encode_webp, "TIFF": _encode_tiff,
-    "BMP": _encode_bmp,
+    "BMP": _encode_bmp, "AVIF": _encode_avif, "HEIF": _encode_heif,
 }
 
 
 # --- writing --------------------------------------------------------------------------------
 def _write_error(path: Path, e: OSError) -> WriteError:
+    return write_error(path, e)
+
+
+def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
+    """One sentence for an OSError met while writing ``path`` (disk full, read-only, ...)."""
+    path = Path(path)
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return DiskFullError(f"Cannot write {path}: no space left on the disk.")
+    if e.errno == errno.EROFS:
+        return WriteError(f"Cannot write {path}: the disk is read-only.")
+    if e.errno == errno.ENAMETOOLONG:
+        return WriteError(f"Cannot write {path}: the name is too long for the file system "
+                          f"({len(os.fsencode(path.name))} bytes; most allow 255).")
     if isinstance(e, PermissionError):
         return WriteError(f"Cannot write {path}: permission denied.")
-    if isinstance(e, FileNotFoundError) and not path.parent.is_dir():
-        return WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    return WriteError(f"Cannot write {path}: {e.strerror or e}.")
+    if e.errno == errno.ENOTDIR:
+        return WriteError(f"Cannot write {path}: a part of the folder path is a file, not a "
+                          "folder.")
+    if isinstance(e, FileNotFoundError):
+        with contextlib.suppress(OSError):
+            if not path.parent.is_dir():
+                return WriteError(f"Cannot write {path}: the folder {path.parent} does not "
+                                  "exist.")
+    return WriteError(f"Cannot write {path}: {(e.strerror or str(e)).lower()}.")
 
 
-def _output_format(path: Path, format: str | None) -> str:
-    name = (format or _SUFFIXES.get(path.suffix.lower(), "")).upper()
-    name = {"JPG": "JPEG", "TIF": "TIFF"}.get(name, name)
-    if name not in WRITE_FORMATS:
+def check_replaceable(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists; raise WriteError if it exists and is not a regular file.
+
+    Only regular files are ever replaced: a folder, a device (``/dev/full``), a named pipe or
+    a socket at the output path is refused, with or without ``overwrite``. A symbolic link is
+    judged by what it points to (a broken link counts as absent: the rename replaces it).
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise write_error(p, e) from None
+    kind = _not_regular(st.st_mode)
+    if kind is not None:
+        raise WriteError(f"Cannot write {p}: it is {kind}, and only regular files are "
+                         "ever replaced.")
+    return True
+
+
+def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """The format written to ``path``: ``format`` (any case, "jpg"/"tif"/"heic" allowed) or
+    the extension's; UnsupportedFormatError when Finescale cannot write it."""
+    path = Path(path)
+    name = (format or formatsmod.suffix_format(path.suffix) or "").upper()
+    name = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}.get(name, name)
+    writable = formatsmod.write_formats()
+    if name not in writable:
         what = f"format {format!r}" if format else f"the extension {path.suffix or '(none)'!r}"
         raise UnsupportedFormatError(
-            f"Cannot write {path}: {what} is not one Finescale writes (PNG, JPEG, WebP, TIFF, "
-            "BMP).")
+            f"Cannot write {path}: {what} is not one Finescale writes here "
+            f"({formatsmod.describe(writable)}).")
     return name
+
+
+def check_output_size(path: str | os.PathLike[str], fmt: str, width: int, height: int) -> None:
+    """Raise WriteError when ``fmt`` cannot hold a ``width`` x ``height`` picture (JPEG ends
+    at 65500 pixels a side, WebP at 16383), so that callers can refuse before upscaling."""
+    side = _MAX_SIDE.get(fmt)
+    if side is not None and max(width, height) > side:
+        raise WriteError(f"Cannot write {path}: {formatsmod.TITLES.get(fmt, fmt)} images are "
+                         f"at most {side} pixels on a side and this one would be "
+                         f"{width}x{height}.")
+
+
+_output_format = output_format
 
 
 def _is_source(photo: Photo, path: Path) -> bool:
@@ -643,6 +803,7 @@ def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: boo
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
+            check_replaceable(path)  # again: something may have appeared while encoding
             os.replace(tmp, path)
         else:
             try:
@@ -694,13 +855,9 @@ def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None =
     if _is_source(photo, p):
         raise SameFileError(
             f"Refusing to write {p}: it is the input file, and originals are never overwritten.")
-    if p.is_dir():
-        raise WriteError(f"Cannot write {p}: it is a folder.")
-    if not overwrite and p.exists():
+    if check_replaceable(p) and not overwrite:
         raise OutputExistsError(f"Refusing to write {p}: the file already exists.")
-    if max(photo.width, photo.height) > _MAX_SIDE[fmt]:
-        raise WriteError(f"Cannot write {p}: {fmt} images are at most {_MAX_SIDE[fmt]} pixels "
-                         f"on a side and this one is {photo.width}x{photo.height}.")
+    check_output_size(p, fmt, photo.width, photo.height)
 
     bits = (bit_depth or photo.bit_depth) if fmt in _SIXTEEN_BIT else 8
     if photo.alpha is not None and fmt not in _WITH_ALPHA:
@@ -716,7 +873,7 @@ def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None =
                       stacklevel=2)
         exif = None
     job = _Job(rgb=np.ascontiguousarray(rgb), alpha=alpha, icc=photo.icc_profile, exif=exif,
-               dpi=photo.dpi, quality=quality, subsampling=subsampling, lossless=lossless)
+               dpi=sane_dpi(photo.dpi), quality=quality, subsampling=subsampling, lossless=lossless)
     try:
         _atomic_write(p, lambda f: _ENCODERS[fmt](job, f), overwrite)
     except OSError as e:

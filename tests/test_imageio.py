@@ -585,10 +585,41 @@ def test_probe_reports_headers(tmp_path):
     assert (info["mode"], info["bits"], info["alpha"]) == ("RGBA", 16, True)
 
 
-def test_probe_does_not_decode_pixels(tmp_path):
+def test_probe_refuses_a_header_that_claims_more_than_the_limit_or_has_no_pixels(tmp_path):
+    # Issue 18: `finescale info` said 100000x100000 and exit 0 for a 45-byte file.
     (tmp_path / "huge.png").write_bytes(g.png_header_only(100_000, 100_000))
-    info = probe_image(tmp_path / "huge.png")
-    assert (info["width"], info["height"]) == (100_000, 100_000)
+    with pytest.raises(ImageTooLargeError, match=r"huge\.png: 100000x100000 is 10000 mega"):
+        probe_image(tmp_path / "huge.png")
+    header_only = g.png_header_only(300, 200)
+    idat = header_only.index(b"IDAT") - 4
+    iend = header_only.index(b"IEND") - 4
+    (tmp_path / "empty.png").write_bytes(header_only[:idat] + header_only[iend:])
+    with pytest.raises(ImageReadError, match=r"empty\.png: .*no pixel data"):
+        probe_image(tmp_path / "empty.png")
+
+
+def test_a_png_with_a_bad_checksum_is_damaged_for_probe_and_read(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(good)
+    data = bytearray(good.read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 6] ^= 0xFF  # a byte of the compressed pixels; the CRC no longer matches
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    for fn in (probe_image, read_image):
+        with pytest.raises(ImageReadError, match=r"bad\.png: the file is damaged .*IDAT"):
+            fn(bad)
+
+
+def test_a_small_file_claiming_a_huge_picture_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.delenv("FINESCALE_MAX_PIXELS", raising=False)
+    sparse = tmp_path / "flat.png"
+    Image.new("L", (5000, 4000), 0).save(sparse)  # 20 MP of one grey in about 20 KB
+    assert sparse.stat().st_size * 256 < 20_000_000
+    with pytest.raises(ImageTooLargeError, match=r"flat\.png: its header claims 5000x4000 "
+                                                 r"\(20 megapixels\) from only \d+ KB"):
+        read_image(sparse)
+    assert probe_image(sparse, max_pixels=10**9)["width"] == 5000  # a limit given: accepted
 
 
 def test_photo_rejects_mismatched_arrays():
@@ -599,3 +630,45 @@ def test_photo_rejects_mismatched_arrays():
     p = Photo(rgb=np.zeros((4, 6, 3), np.uint8), alpha=np.full((4, 6), 255, np.uint8))
     assert (p.height, p.width) == (4, 6)
     assert p.as_float().dtype == np.float32 and float(p.alpha_as_float().max()) == 1.0
+
+
+def test_damaged_resolution_metadata_is_dropped_not_a_crash(tmp_path):
+    from PIL import TiffImagePlugin
+
+    rgb = np.full((6, 8, 3), 120, np.uint8)
+    nan_res = TiffImagePlugin.IFDRational(0, 0)  # 0/0: NaN dots per inch
+    Image.fromarray(rgb).save(tmp_path / "nan.tif", tiffinfo={282: nan_res, 283: nan_res,
+                                                              296: 2})
+    assert read_image(tmp_path / "nan.tif").dpi is None
+    huge = Image.fromarray(rgb)
+    huge.save(tmp_path / "huge.tif", dpi=(4294967295, 4294967295))
+    photo = read_image(tmp_path / "huge.tif")
+    assert photo.dpi is None
+    photo.dpi = (4294967295.0, float("inf"))  # what an API caller may hand over
+    out = write_image(photo, tmp_path / "out.png")
+    with Image.open(out) as im:
+        assert "dpi" not in im.info and im.size == (8, 6)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_overwrite_replaces_only_regular_files(tmp_path):
+    photo = Photo(rgb=np.zeros((4, 4, 3), np.float32))
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    for target, kind in ((fifo, "named pipe"), (folder, "folder")):
+        with pytest.raises(WriteError, match=f"{target.name}: it is a {kind}.*only regular"):
+            write_image(photo, target, overwrite=True)
+    assert fifo.is_fifo() and folder.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "pipe.png"]
+    if os.path.exists("/dev/full"):
+        with pytest.raises(WriteError, match="it is a device"):
+            write_image(photo, "/dev/full", format="PNG", overwrite=True)
+
+
+def test_a_device_is_not_called_empty(tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    with pytest.raises(ImageReadError, match=r"/dev/zero: it is a device, not an image file"):
+        read_image("/dev/zero")
