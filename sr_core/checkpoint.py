@@ -76,7 +76,12 @@ def _read_pickle(p: Path) -> Any:
         return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = _unsafe_global(str(e))
-        what = f" ({found})" if found else ""
+        if not found:  # random bytes or a damaged file, not a payload
+            raise CheckpointError(
+                f"{p.name}: not a readable PyTorch checkpoint (the file is damaged or not a "
+                "checkpoint at all)."
+            ) from e
+        what = f" ({found})"
         raise UnsafeCheckpointError(
             f"{p.name}: refused to load, the file contains pickled code or objects{what}, "
             "not just tensors; nothing in it was run."
@@ -98,12 +103,23 @@ def _read_pickle(p: Path) -> Any:
         ) from e
 
 
+#: Pickle opcodes that import or call something: refused by torch's restricted unpickler,
+#: they are what a code payload is made of (GLOBAL, STACK_GLOBAL, INST, OBJ, REDUCE, BUILD,
+#: NEWOBJ, NEWOBJ_EX, EXT1/2/4). Any other unsupported opcode means damaged or random bytes.
+_CODE_OPCODES = frozenset(b"c\x93ioRb\x81\x92\x82\x83\x84")
+
+
 def _unsafe_global(message: str) -> str:
+    """What in a refused pickle could run code ("it references os.system"), or ""."""
     # torch words it "Unsupported global: GLOBAL io.open was not an allowed global ..."
     m = re.search(r"Unsupported (global|operand)[: ]+(?:GLOBAL )?([\w.]+)", message)
     if not m:
         return ""
-    return f"it references {m.group(2)}" if m.group(1) == "global" else f"operand {m.group(2)}"
+    if m.group(1) == "global":
+        return f"it references {m.group(2)}"
+    op = m.group(2)
+    code = int(op) if op.isdigit() else (ord(op) if len(op) == 1 else -1)
+    return f"operand {op}" if code in _CODE_OPCODES else ""
 
 
 def _first_line(e: BaseException) -> str:
