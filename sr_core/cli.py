@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, guards
 from .errors import FinescaleError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -60,9 +60,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --- upscale --------------------------------------------------------------------------------
-_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp",
+        "AVIF": ".avif", "HEIF": ".heic"}
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
-            "tiff": "TIFF"}
+            "tiff": "TIFF", "avif": "AVIF", "heic": "HEIF"}
 
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
@@ -77,19 +78,45 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", help="checkpoint file or catalogue id (default: the "
                                          "catalogue's default model)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=float, help="output scale, e.g. 1.5 (default: the model's)")
-    size.add_argument("--width", type=int, help="output width in pixels (keeps the aspect ratio)")
-    size.add_argument("--height", type=int, help="output height in pixels (keeps the aspect ratio)")
+    size.add_argument("--scale", type=guards.scale,
+                      help="output scale, e.g. 1.5 (default: the model's)")
+    size.add_argument("--width", type=guards.side,
+                      help="output width in pixels (keeps the aspect ratio)")
+    size.add_argument("--height", type=guards.side,
+                      help="output height in pixels (keeps the aspect ratio)")
     p.add_argument("--tile", default="auto", metavar="N|auto|0",
                    help="largest tile side in pixels, 'auto' (fit the memory) or 0 (whole image)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff"),
+    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff", "avif", "heic"),
                    help="output format (default: the output name's, else the input's)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--quality", type=guards.quality, default=95,
+                   help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (regular files only)")
+    _add_size_limit(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=_cmd_upscale)
+
+
+def _add_size_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-output-megapixels", type=guards.megapixels, metavar="N",
+                   help="refuse outputs above N megapixels (default: what fits in the free "
+                        "memory and disk)")
+    p.add_argument("--yes", action="store_true",
+                   help="upscale even when the output is above the size limit")
+
+
+def _size_limit(args: argparse.Namespace, folder: str | Path, bits: int = 8,
+                channels: int = 3) -> tuple[int, bool]:
+    """The output-pixel limit for a job and whether the user set it."""
+    from .sizing import default_output_limit
+
+    if args.yes:
+        return 2**62, True
+    if args.max_output_megapixels is not None:
+        return int(args.max_output_megapixels * 1e6), True
+    return default_output_limit(folder, channels=channels, bits=bits), False
 
 
 def _default_model() -> str:
@@ -105,11 +132,15 @@ def _default_model() -> str:
 
 def _upscale_target(args: argparse.Namespace, name: str, photo: Any, model_scale: int) -> Path:
     """Where the upscaled ``photo``, read from ``name``, goes."""
+    from .formats import write_formats
+
     src = Path(name)
     if args.output:
         return Path(args.output)
     fmt = _FORMATS[args.format] if args.format else None
     ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in _EXT else ".png")
+    if not fmt and photo.format in ("HEIF", "AVIF") and photo.format in write_formats():
+        ext = src.suffix.lower()
     if args.scale is not None:
         label = f"{args.scale:g}"
     elif args.width is not None:
@@ -129,14 +160,13 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .engine import Upscaler
-    from .errors import OutputExistsError, SameFileError
+    from .errors import SameFileError
     from .imageio import read_image, write_image
 
     if args.output and len(args.inputs) > 1:
         _error("-o/--output names one file; use --out-dir for several inputs.")
         return 2
-    if args.out_dir:
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    _check_upscale_places(args)  # before the model loads: a typo should not cost seconds
 
     def say(message: str) -> None:
         tqdm.write(f"finescale: {message}", file=sys.stderr)
@@ -156,9 +186,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                 if dest.resolve() == Path(name).resolve():
                     raise SameFileError(f"Refusing to write {dest}: it is the input file, and "
                                         "originals are never overwritten.")
-                if dest.exists() and not args.overwrite:
-                    raise OutputExistsError(f"Refusing to write {dest}: the file already "
-                                            "exists (pass --overwrite to replace it).")
+                _check_job(args, up, name, photo, dest, fmt)
                 tiles = len(up.plan(photo.height, photo.width,
                                     channels=3 + (photo.alpha is not None)).tiles)
                 with tqdm(total=tiles, unit="tile", desc=Path(name).name, file=sys.stderr,
@@ -170,6 +198,8 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                     out = up.upscale(photo, progress=progress, scale=args.scale,
                                      width=args.width, height=args.height)
                 del photo
+                if args.out_dir:
+                    guards.make_out_dir(args.out_dir)
                 written = write_image(out, dest, format=fmt, quality=args.quality,
                                       overwrite=args.overwrite)
             for w in caught:
@@ -181,16 +211,56 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{name} -> {written} ({out.width}x{out.height})")
             del out
-        except FinescaleError as e:
+        except (FinescaleError, OSError) as e:
             if args.debug:
                 raise
             failed += 1
-            row["error"] = str(e)
-            _error(str(e))
+            text = guards.os_error_sentence(e) if isinstance(e, OSError) else str(e)
+            row["error"] = text
+            _error(text)
         results.append(row)
     if args.json:
         _print_json(results)
     return 1 if failed else 0
+
+
+def _check_upscale_places(args: argparse.Namespace) -> None:
+    """Refuse an unusable -o / --out-dir / --format before any work (one sentence)."""
+    from .imageio import output_format
+
+    fmt = _FORMATS[args.format] if args.format else None
+    if args.output:
+        output_format(args.output, fmt)
+        guards.check_target(args.output, overwrite=args.overwrite)
+        parent = Path(args.output).parent
+        if not parent.is_dir():
+            raise FinescaleError(f"Cannot write {args.output}: the folder {parent} does not "
+                                 "exist.")
+    if args.out_dir:
+        guards.check_out_dir(args.out_dir)
+
+
+def _check_job(args: argparse.Namespace, up: Any, name: str, photo: Any, dest: Path,
+               fmt: str | None) -> None:
+    """Refuse a job that cannot be written or is too large, before the model runs."""
+    from .engine import output_size
+    from .imageio import check_output_size, output_format
+    from .sizing import check_job, estimate
+
+    guards.check_target(dest, overwrite=args.overwrite)
+    out_fmt = output_format(dest, fmt)
+    oh, ow = output_size(photo.height, photo.width, up.model.scale, scale=args.scale,
+                         out_width=args.width, out_height=args.height)
+    check_output_size(dest, out_fmt, ow, oh)
+    channels = 3 + (photo.alpha is not None)
+    plan = up.plan(photo.height, photo.width, channels=channels)
+    sh, sw = plan.max_source
+    size = estimate(photo.width, photo.height, ow, oh, family=up.model.arch,
+                    device_type=up.device.type, channels=channels, bits=photo.bit_depth,
+                    model_bytes=up.model.estimate_memory(sh, sw))
+    folder = dest.parent if dest.parent.exists() else Path(args.out_dir or ".")
+    limit, explicit = _size_limit(args, folder, photo.bit_depth, channels)
+    check_job(name, size, limit, explicit=explicit)
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -591,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``finescale`` console script; returns the exit code."""
+    guards.tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -602,6 +673,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         _error(str(e))
+        return 1
+    except OSError as e:  # a place or a disk no handler foresaw: still one sentence
+        if args.debug:
+            raise
+        _error(guards.os_error_sentence(e))
+        return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        _error("Not enough memory for this job; try a smaller --tile, a smaller output or "
+               "another device.")
         return 1
     except KeyboardInterrupt:
         _error("interrupted; nothing was written.")
