@@ -558,9 +558,11 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="{stem}_x{scale}_{model}.{ext}", metavar="TEMPLATE",
                    help="output file name template (fields below)")
     p.add_argument("--format", default="same",
-                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp"),
+                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp", "avif",
+                            "heic"),
                    help="output format (default: the same as each input)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality (default 95)")
+    p.add_argument("--quality", type=guards.quality, default=95,
+                   help="JPEG / WebP quality (default 95)")
     policy = p.add_mutually_exclusive_group()
     policy.add_argument("--skip-existing", dest="existing", action="store_const", const="skip",
                         help="leave existing outputs alone (the default)")
@@ -569,15 +571,18 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     policy.add_argument("--keep-both", dest="existing", action="store_const", const="number",
                         help="keep existing outputs and give the new ones a numbered name")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=float, help="output scale (default: the model's)")
-    size.add_argument("--width", type=int, help="output width in pixels (keeps aspect ratio)")
-    size.add_argument("--height", type=int, help="output height in pixels (keeps aspect ratio)")
+    size.add_argument("--scale", type=guards.scale, help="output scale (default: the model's)")
+    size.add_argument("--width", type=guards.side,
+                      help="output width in pixels (keeps aspect ratio)")
+    size.add_argument("--height", type=guards.side,
+                      help="output height in pixels (keeps aspect ratio)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start over even if OUT_DIR holds an unfinished run's report")
     p.add_argument("--tile", default="auto",
                    help="'auto', 0 (whole image) or the tile side in pixels")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    _add_size_limit(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_cmd_batch, existing="skip")
 
@@ -606,6 +611,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     up = Upscaler(model, device=args.device, precision=args.precision, tile=args.tile,
                   on_message=lambda m: tqdm.write(f"finescale: {m}", file=sys.stderr))
     plan = plan_batch(args.in_dir, args.out_dir, options, model=up.model)
+    _check_batch_sizes(args, plan, up)
     print(f"{plan.in_dir}: {describe_plan(plan)}"
           + (" (resuming an interrupted run)" if plan.resumed else ""), file=sys.stderr)
     fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]"
@@ -637,6 +643,19 @@ def _cmd_batch(args: argparse.Namespace) -> int:
               + (f", {t['pending']} not done (cancelled)" if t["pending"] else "")
               + f"; report: {report.path}")
     return 1 if report.failed else 0
+
+
+def _check_batch_sizes(args: argparse.Namespace, plan: Any, up: Any) -> None:
+    """Refuse the batch before any work when an output is above the size limit."""
+    from .sizing import check_job, estimate
+
+    limit, explicit = _size_limit(args, plan.out_dir)
+    for job in plan.jobs:
+        r = job.result
+        size = estimate(int(r.width or 0), int(r.height or 0), int(r.out_width or 0),
+                        int(r.out_height or 0), family=up.model.arch,
+                        device_type=up.device.type)
+        check_job(str(job.source), size, limit, explicit=explicit)
 
 
 # --- the parser -----------------------------------------------------------------------------
