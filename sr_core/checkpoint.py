@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,11 +43,18 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     p = Path(path)
     name = p.name
-    if not p.exists():
-        raise CheckpointError(f"{name}: no such file.")
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such file.") from None
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise CheckpointError(f"{name}: cannot be read ({why}).") from None
+    if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"{name}: is a folder, not a checkpoint file.")
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{name}: is a device, pipe or socket, not a checkpoint file.")
+    if st.st_size == 0:
         raise CheckpointError(f"{name}: the file is empty.")
     if p.suffix.lower() == ".safetensors" or _looks_like_safetensors(p):
         return unwrap_state_dict(_read_safetensors(p), name)
