@@ -276,6 +276,94 @@ def _check_png_chunks(path: Path, data: bytes | mmap.mmap) -> None:
         raise _read_error(path, "the file is damaged or truncated (it holds no pixel data)")
 
 
+def _png_idat_parts(data: bytes | mmap.mmap) -> Iterator[bytes]:
+    """The concatenated IDAT payloads of a PNG whose chunks were already checked."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        if data[pos + 4:pos + 8] == b"IDAT":
+            yield bytes(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+
+
+def _check_png_pixels(path: Path, data: bytes | mmap.mmap, im: Image.Image) -> None:
+    """Inflate the pixel stream (discarding it, in bounded steps) and check its length.
+
+    Costs one pass of zlib over the picture, without holding it: a stream that is not zlib,
+    or that ends before the header's size is filled, is damaged.
+    """
+    bits = {"1": 1, "L": 8, "P": 8, "LA": 16, "RGB": 24, "RGBA": 32, "I": 16, "I;16": 16,
+            "I;16B": 16}.get(im.mode)
+    head = bytes(data[16:29])
+    if len(head) < 13:
+        return
+    width, height, depth, colour, interlace = (int.from_bytes(head[0:4], "big"),
+                                               int.from_bytes(head[4:8], "big"), head[8],
+                                               head[9], head[12])
+    samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if samples is None or bits is None or interlace:
+        return  # Pillow refused odd ones already; interlaced sizes are not worth the sums
+    need = height * (1 + (width * samples * depth + 7) // 8)
+    z = zlib.decompressobj()
+    got = 0
+    try:
+        for part in _png_idat_parts(data):
+            while part and got < need:
+                got += len(z.decompress(part, 1 << 20))
+                part = z.unconsumed_tail
+            if got >= need:
+                return
+        got += len(z.flush())
+    except zlib.error:
+        raise _read_error(path, "the file is damaged (its pixel data is not a valid "
+                                "compressed stream)") from None
+    if got < need:
+        raise _read_error(path, "the file is truncated (its pixel data ends early)")
+
+
+def _check_jpeg_end(path: Path, data: bytes | mmap.mmap) -> None:
+    """A JPEG's scan must be followed by its end marker; a cut file has none."""
+    sos = data.find(b"\xff\xda")
+    if sos >= 0 and data.find(b"\xff\xd9", sos) < 0:
+        raise _read_error(path, "the file is truncated (the picture data ends early)")
+
+
+def _check_tiff_strips(path: Path, im: Image.Image, size: int) -> None:
+    """Every strip or tile a TIFF lists must lie inside the file."""
+    for offsets_tag, counts_tag in ((273, 279), (324, 325)):
+        offsets, counts = _tiff_tag(im, offsets_tag), _tiff_tag(im, counts_tag)
+        if offsets is None or counts is None:
+            continue
+        offsets = offsets if isinstance(offsets, tuple) else (offsets,)
+        counts = counts if isinstance(counts, tuple) else (counts,)
+        if any(int(o) + int(c) > size for o, c in zip(offsets, counts, strict=False)):
+            raise _read_error(path, "the file is truncated (its picture data ends early)")
+
+
+def _check_bmp_size(path: Path, im: Image.Image, data: bytes | mmap.mmap) -> None:
+    """An uncompressed BMP holds at least its rows of pixels after the pixel offset."""
+    if len(data) < 34 or int.from_bytes(data[30:34], "little") not in (0, 3):
+        return  # compressed (RLE): lengths vary
+    offset = int.from_bytes(data[10:14], "little")
+    bpp = int.from_bytes(data[28:30], "little")
+    row = ((im.width * bpp + 31) // 32) * 4
+    if offset + row * im.height > len(data):
+        raise _read_error(path, "the file is truncated (its picture data ends early)")
+
+
+def _check_data(path: Path, fmt: str, im: Image.Image, data: bytes | mmap.mmap) -> None:
+    """Cheap checks that the file holds the data its header promises (for probe_image)."""
+    if fmt == "PNG":
+        _check_png_chunks(path, data)
+        _check_png_pixels(path, data, im)
+    elif fmt == "JPEG":
+        _check_jpeg_end(path, data)
+    elif fmt == "TIFF":
+        _check_tiff_strips(path, im, len(data))
+    elif fmt == "BMP":
+        _check_bmp_size(path, im, data)
+
+
 def _png_bit_depth(head: bytes) -> int:
     return head[24] if len(head) > 24 and head[12:16] == b"IHDR" else 8
 
@@ -517,8 +605,7 @@ def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
             fmt = _PILLOW_FORMATS[im.format or ""]
             _check_size(p, im.width, im.height, limit, file_bytes,
                         _sparse_check_wanted(max_pixels))
-            if fmt == "PNG":
-                _check_png_chunks(p, mm)
+            _check_data(p, fmt, im, mm)
             raw_exif = _raw_exif(im, fmt, exifmod.bytes_reader(mm))
             orientation = exifmod.orientation(raw_exif)
             mode = im.mode

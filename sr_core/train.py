@@ -238,13 +238,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print,
     from tqdm import tqdm
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.variant, cfg.scale).to(device)
+    out.mkdir(parents=True, exist_ok=True)  # after the arguments proved usable
     model.exact_fp32 = False  # TF32 convolutions while training on CUDA; validation is exact
     model.train()
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
