@@ -672,3 +672,52 @@ def test_a_device_is_not_called_empty(tmp_path):
         pytest.skip("no /dev/zero")
     with pytest.raises(ImageReadError, match=r"/dev/zero: it is a device, not an image file"):
         read_image("/dev/zero")
+
+
+# --- greyscale stays greyscale (issue 18) ---------------------------------------------------
+def _grey_ramp(h: int = 12, w: int = 16, top: int = 255) -> np.ndarray:
+    return (np.arange(h * w).reshape(h, w) * top // (h * w - 1)).astype(
+        np.uint16 if top > 255 else np.uint8)
+
+
+@pytest.mark.parametrize("src_name, out_name, want_mode", [
+    ("grey.jpg", "out.jpg", "L"),
+    ("grey.png", "out.png", "L"),
+    ("grey.png", "out.tif", "L"),
+    ("grey.png", "out.bmp", "L"),
+])
+def test_a_greyscale_source_is_written_greyscale(tmp_path, src_name, out_name, want_mode):
+    Image.fromarray(_grey_ramp(), "L").save(tmp_path / src_name, quality=95)
+    photo = read_image(tmp_path / src_name)
+    assert photo.grey and photo.rgb.shape[2] == 3  # three channels for the model
+    out = write_image(photo, tmp_path / out_name)
+    with Image.open(out) as im:
+        assert im.mode == want_mode or (out_name.endswith(".bmp") and im.mode in ("L", "P"))
+        back = np.asarray(im.convert("L"), np.int16)
+    assert np.abs(back - np.asarray(Image.open(tmp_path / src_name), np.int16)).max() <= 2
+
+
+def test_sixteen_bit_grey_and_grey_with_alpha_keep_their_channels(tmp_path):
+    ramp16 = _grey_ramp(top=65535)
+    cv2.imwrite(str(tmp_path / "g16.png"), ramp16)
+    photo = read_image(tmp_path / "g16.png")
+    assert photo.grey and photo.bit_depth == 16
+    write_image(photo, tmp_path / "o16.png")
+    back = cv2.imread(str(tmp_path / "o16.png"), cv2.IMREAD_UNCHANGED)
+    assert back.ndim == 2 and back.dtype == np.uint16
+    assert np.abs(back.astype(np.int64) - ramp16).max() <= 1
+
+    la = np.dstack([_grey_ramp(), np.full((12, 16), 200, np.uint8)])
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    write_image(read_image(tmp_path / "la.png"), tmp_path / "o_la.png")
+    with Image.open(tmp_path / "o_la.png") as im:
+        assert im.mode == "LA"
+        assert np.array_equal(np.asarray(im), la)
+
+
+def test_a_colour_source_is_not_made_grey(tmp_path):
+    Image.fromarray(np.full((8, 8, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
+    photo = read_image(tmp_path / "red.png")
+    assert not photo.grey
+    with Image.open(write_image(photo, tmp_path / "out.jpg")) as im:
+        assert im.mode == "RGB"
