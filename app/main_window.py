@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr_core import __version__, catalog, paths
+from sr_core import __version__, catalog, formats, paths
 
 from .batch_panel import BatchPanel, eta_text
 from .compare import CompareView
@@ -60,8 +60,8 @@ from .settings import Settings
 from .worker import LoadRequest, Picture, UpscaleJob, UpscaleResult, UpscaleWorker, WorkerThread
 
 APP_NAME = "Finescale"
-IMAGE_FILTER = ("Pictures (*.png *.jpg *.jpeg *.jpe *.jfif *.webp *.tif *.tiff *.bmp);;"
-                "All files (*)")
+#: The open dialog's patterns: every suffix sr_core.formats says this install reads.
+IMAGE_FILTER = f"Pictures ({formats.dialog_filter()});;All files (*)"
 PLACEHOLDER = ("Drop a photo anywhere on this window\n"
                "or open one with Ctrl+O, or paste one with Ctrl+V.\n\n"
                "Help \u2192 Open sample picture gives you one to try.")

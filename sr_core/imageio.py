@@ -388,6 +388,8 @@ def _source_bits(im: Image.Image, fmt: str, head: bytes) -> int:
         bps = _tiff_tag(im, 258)
         if bps:
             return int(max(bps) if isinstance(bps, tuple) else bps)
+    if fmt == "HEIF":
+        return int(im.info.get("bit_depth") or 8)  # 10 and 12 are common on phones
     if im.mode.startswith("I;16"):
         return 16
     return 1 if im.mode == "1" else 8
@@ -492,6 +494,18 @@ def _cv2_pixels(data: bytes, path: Path, associated_alpha: bool
     return a, alpha
 
 
+def _heif_high_bit_pixels(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a 10/12-bit HEIF at full precision as uint16 (pillow-heif scales the samples to
+    16 bits); libheif has applied the rotation and mirroring already, as for 8 bits."""
+    import pillow_heif
+
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    a = np.asarray(heif)
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[..., :3], a[..., 3]
+    return a, None
+
+
 def _unpremultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     full = float(np.iinfo(rgb.dtype).max)
     a = alpha.astype(np.float32)[..., None]
@@ -561,7 +575,9 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         icc = im.info.get("icc_profile") or None
         grey_source = im.mode in _GREY_MODES
         try:
-            if bits == 16 and fmt in _SIXTEEN_BIT:
+            if bits > 8 and fmt == "HEIF":
+                color, alpha = _heif_high_bit_pixels(data)
+            elif bits == 16 and fmt in _SIXTEEN_BIT:
                 pixels = exifmod.with_orientation_1(data) if fmt == "TIFF" else data
                 color, alpha = _cv2_pixels(pixels, p, _tiff_tag(im, 338) in (1, (1,)))
                 if _icc_space(icc) != b"RGB ":

@@ -522,3 +522,17 @@ def test_pipes_devices_and_folders_named_like_images_are_listed_with_the_true_re
     if "device.png" in reasons:
         assert "a device" in reasons["device.png"] and "broken" not in reasons["device.png"]
     assert [j.source.name for j in plan.jobs] == ["good.png"]
+
+
+def test_batch_finds_phone_formats_by_the_shared_suffix_list(tmp_path: Path) -> None:
+    from sr_core import formats
+
+    if "HEIF" not in formats.read_formats():
+        pytest.skip("pillow-heif is not installed")
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(src / "IMG_0002.HEIC", format="HEIF", quality=90)
+    plan = plan_batch(src, tmp_path / "out", BatchOptions(), model=ModelLabel("M", 2))
+    assert [j.source.name for j in plan.jobs] == ["IMG_0002.HEIC"]
+    assert plan.jobs[0].format == "HEIF" and plan.jobs[0].output.suffix == ".HEIC"

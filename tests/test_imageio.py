@@ -721,3 +721,64 @@ def test_a_colour_source_is_not_made_grey(tmp_path):
     assert not photo.grey
     with Image.open(write_image(photo, tmp_path / "out.jpg")) as im:
         assert im.mode == "RGB"
+
+
+# --- phone formats (issue 18) ---------------------------------------------------------------
+def _needs(fmt: str) -> None:
+    from sr_core import formats
+
+    if fmt not in formats.read_formats():
+        pytest.skip(f"this install cannot read {fmt} (pillow-heif / Pillow AVIF missing)")
+
+
+def test_heic_from_a_phone_is_read_upright_with_its_profile(tmp_path):
+    _needs("HEIF")
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = (250, 10, 10)  # red on the left
+    icc = g.rgb_profile()
+    Image.fromarray(rgb).save(tmp_path / "IMG_0001.HEIC", format="HEIF", quality=95,
+                              exif=g.exif_block(orientation=6), icc_profile=icc)
+    photo = read_image(tmp_path / "IMG_0001.HEIC")
+    assert (photo.width, photo.height, photo.format) == (20, 40, "HEIF")  # turned upright
+    assert photo.icc_profile == icc
+    top = photo.rgb[:15].mean(axis=(0, 1))
+    assert top[0] > 0.8 and top[1] < 0.2  # rotated clockwise: the red half is on top
+    info = probe_image(tmp_path / "IMG_0001.HEIC")
+    assert (info["width"], info["height"], info["format"]) == (20, 40, "HEIF")
+
+
+def test_ten_bit_heic_keeps_more_than_eight_bits(tmp_path):
+    _needs("HEIF")
+    import pillow_heif
+
+    ramp = np.linspace(0, 1023, 32 * 32 * 3).reshape(32, 32, 3).astype(np.uint16) * 64
+    pillow_heif.from_bytes(mode="RGB;16", size=(32, 32), data=ramp.tobytes()).save(
+        tmp_path / "ten.heic", quality=-1)
+    photo = read_image(tmp_path / "ten.heic")
+    assert photo.bit_depth == 16 and probe_image(tmp_path / "ten.heic")["bits"] == 10
+    assert len(np.unique(photo.rgb)) > 256  # 8 bits could hold 256 levels at most
+
+
+@pytest.mark.parametrize("fmt, suffix", [("AVIF", ".avif"), ("HEIF", ".heic")])
+def test_avif_and_heic_are_written_and_read_back(tmp_path, fmt, suffix):
+    _needs(fmt)
+    rgb = np.zeros((16, 24, 3), np.float32)
+    rgb[..., 1] = np.linspace(0, 1, 24)[None, :]
+    out = write_image(Photo(rgb=rgb, dpi=(300.0, 300.0)), tmp_path / f"out{suffix}",
+                      quality=90)
+    back = read_image(out)
+    assert (back.width, back.height, back.format) == (24, 16, fmt)
+    assert np.abs(back.rgb - rgb).max() < 0.1
+
+
+def test_every_place_takes_its_suffixes_from_one_list():
+    from sr_core import batch, formats
+
+    suffixes = formats.read_suffixes()
+    assert {".png", ".jpg", ".tif", ".webp", ".bmp"} <= set(suffixes)
+    for fmt in formats.read_formats():
+        for s in formats.SUFFIXES[fmt]:
+            assert s in suffixes and f"*{s}" in formats.dialog_filter()
+    if "HEIF" in formats.read_formats():
+        assert suffixes[".heic"] == "HEIF" and "HEIC" in formats.describe()
+    assert batch.OUTPUT_FORMATS["heic"] == ("HEIF", "heic")
