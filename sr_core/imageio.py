@@ -223,6 +223,12 @@ def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
     except Exception as e:  # Pillow's plugins raise many types for damaged headers
         fp.seek(0)
         head = fp.read(512)
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            kind = _tiff_sample_kind(fp)
+            if kind is not None:
+                raise UnsupportedFormatError(
+                    f"Cannot read {path}: its {kind} samples are not supported (8 and 16-bit "
+                    "integer TIFFs are).") from e
         if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
             raise _read_error(path, "the file is damaged or truncated") from e
         kind = "it holds text, not an image" if _looks_like_text(head) else \
@@ -235,6 +241,25 @@ def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
 def _heif_brand(head: bytes) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim",
                                                    b"heis", b"mif1", b"msf1")
+
+
+def _tiff_sample_kind(fp: BinaryIO) -> str | None:
+    """"32-bit floating-point" (or such) for a TIFF whose header tifffile reads but Pillow
+    cannot decode, else None (then the file is damaged)."""
+    import tifffile
+
+    try:
+        fp.seek(0)
+        with tifffile.TiffFile(fp) as tf:
+            page = tf.pages.first
+            dtype = page.dtype
+    except Exception:  # noqa: BLE001 - tifffile raises many types for damaged files
+        return None
+    if dtype is None:
+        return None
+    what = {"f": "floating-point", "i": "signed integer", "u": "integer",
+            "c": "complex"}.get(dtype.kind, dtype.kind)
+    return f"{dtype.itemsize * 8}-bit {what}"
 
 
 def _check_size(path: Path, width: int, height: int, limit: int, file_bytes: int | None = None,

@@ -782,3 +782,13 @@ def test_every_place_takes_its_suffixes_from_one_list():
     if "HEIF" in formats.read_formats():
         assert suffixes[".heic"] == "HEIF" and "HEIC" in formats.describe()
     assert batch.OUTPUT_FORMATS["heic"] == ("HEIF", "heic")
+
+
+def test_a_valid_float_tiff_is_called_unsupported_not_damaged(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "hdr.tif", np.full((8, 8, 3), 0.5, np.float32),
+                     photometric="rgb")
+    with pytest.raises(UnsupportedFormatError, match=r"hdr\.tif: its 32-bit floating-point "
+                                                     r"samples are not supported"):
+        read_image(tmp_path / "hdr.tif")
