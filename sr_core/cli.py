@@ -514,11 +514,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_bench(args.model, size, device=args.device, precision=args.precision,
                            tile=args.tile, repeat=args.repeat, progress=progress)
+    _remember_speed(args.model, result)
     if args.json:
         _print_json(result.to_dict())
     else:
         print(format_result(result))
     return 0
+
+
+def _remember_speed(model: str, result: Any) -> None:
+    """Feed a bench measurement to the job-size cost model (ETAs follow this machine)."""
+    from .models import load_model
+    from .sizing import record_measurement
+
+    try:
+        family = load_model(model).arch
+    except FinescaleError:
+        return
+    name = result.device.lower()
+    device_type = "cuda" if "cuda" in name else "mps" if "mps" in name else "cpu"
+    h, w = result.input
+    record_measurement(family, device_type, h * w, result.latency_s)
 
 
 # --- batch ----------------------------------------------------------------------------------

@@ -15,8 +15,11 @@ taken as 40 times faster. :func:`calibrate` replaces a family's figure with a me
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,8 @@ from pathlib import Path
 from .errors import JobTooLargeError
 
 __all__ = ["JobSize", "JobTooLargeError", "calibrate", "check_job", "default_output_limit",
-           "estimate", "format_bytes", "format_seconds", "free_disk", "seconds_per_megapixel"]
+           "estimate", "format_bytes", "format_seconds", "free_disk", "load_calibration",
+           "record_measurement", "seconds_per_megapixel"]
 
 #: CPU seconds per input megapixel at x4, per family (x2 and x3 cost about the same: the
 #: body runs at the input resolution; the upsampler is a small share).
@@ -34,6 +38,9 @@ CPU_SECONDS_PER_MEGAPIXEL: dict[str, float] = {"asid": 60.0, "spin": 90.0, "hpin
 GPU_SPEEDUP = {"cuda": 40.0, "mps": 8.0}
 _DEFAULT_SECONDS = 150.0  # a family not in the table (community models)
 _calibrated: dict[tuple[str, str], float] = {}
+_loaded_from: set[str] = set()
+#: Where ``finescale bench`` keeps its measurements, in the model cache folder.
+CALIBRATION_NAME = "sizing-calibration.json"
 
 #: Bytes per output pixel and channel of the picture held in memory (uint8; uint16 doubles
 #: it), counted twice: the stitched result and the encoder's converted copy.
@@ -106,8 +113,69 @@ def calibrate(family: str, device_type: str, seconds_per_megapixel: float) -> No
     _calibrated[(family.lower(), device_type)] = float(seconds_per_megapixel)
 
 
+def _calibration_file(folder: str | os.PathLike[str] | None) -> Path:
+    if folder is None:
+        from .paths import cache_dir
+
+        folder = cache_dir()
+    return Path(folder) / CALIBRATION_NAME
+
+
+def load_calibration(folder: str | os.PathLike[str] | None = None) -> int:
+    """Use the measurements ``finescale bench`` stored (once per folder); return how many.
+
+    A missing or unreadable file is no measurement: the table's figures stay.
+    """
+    path = _calibration_file(folder)
+    if str(path) in _loaded_from:
+        return 0
+    _loaded_from.add(str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    n = 0
+    for key, value in (data.items() if isinstance(data, dict) else ()):
+        family, _, device_type = str(key).partition("/")
+        with contextlib.suppress(TypeError, ValueError):
+            calibrate(family, device_type or "cpu", float(value))
+            n += 1
+    return n
+
+
+def record_measurement(family: str, device_type: str, input_pixels: int, seconds: float,
+                       folder: str | os.PathLike[str] | None = None) -> float:
+    """Store a measured run (``finescale bench``) as the family's cost; return s/MP.
+
+    Written atomically beside the model cache; a cache that cannot be written keeps the
+    measurement for this process only.
+    """
+    rate = seconds / (input_pixels / 1e6)
+    calibrate(family, device_type, rate)
+    path = _calibration_file(folder)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[f"{family.lower()}/{device_type}"] = round(rate, 4)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return rate
+
+
 def seconds_per_megapixel(family: str, device_type: str = "cpu") -> float | None:
-    """The cost model's seconds per input megapixel, or None for an unknown family."""
+    """The cost model's seconds per input megapixel, or None for an unknown family.
+
+    A figure ``finescale bench`` measured on this machine wins over the table's."""
+    with contextlib.suppress(Exception):  # a broken cache path only loses the calibration
+        load_calibration()
     fam = family.lower()
     if (fam, device_type) in _calibrated:
         return _calibrated[(fam, device_type)]

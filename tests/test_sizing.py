@@ -8,6 +8,14 @@ from sr_core import sizing
 from sr_core.errors import JobTooLargeError
 
 
+@pytest.fixture(autouse=True)
+def own_calibration(tmp_path, monkeypatch):
+    """No test sees the machine's stored bench figures, nor leaves its own behind."""
+    monkeypatch.setenv("FINESCALE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sizing, "_calibrated", {})
+    monkeypatch.setattr(sizing, "_loaded_from", set())
+
+
 def test_estimate_counts_the_output_picture_and_the_model_and_scales_the_eta():
     one = sizing.estimate(1000, 1000, 4000, 4000, family="asid", model_bytes=500_000_000)
     assert one.out_megapixels == 16.0
@@ -22,8 +30,7 @@ def test_estimate_counts_the_output_picture_and_the_model_and_scales_the_eta():
     assert sizing.estimate(10, 10, 40, 40, family="esrgan").seconds is None
 
 
-def test_calibration_replaces_the_table_for_that_family_and_device(monkeypatch):
-    monkeypatch.setattr(sizing, "_calibrated", {})
+def test_calibration_replaces_the_table_for_that_family_and_device():
     sizing.calibrate("hat", "cpu", 12.5)
     assert sizing.estimate(2000, 1000, 8000, 4000, family="hat").seconds == pytest.approx(25.0)
     assert sizing.seconds_per_megapixel("hat", "cuda") != 12.5
@@ -56,3 +63,13 @@ def test_a_job_above_the_limit_is_refused_with_the_numbers():
                                            (61200, "17.0 h")])
 def test_durations_read_like_a_person_would_say_them(seconds, text):
     assert sizing.format_seconds(seconds) == text
+
+
+def test_a_bench_measurement_is_kept_for_the_next_run(tmp_path, monkeypatch):
+    rate = sizing.record_measurement("spin", "cpu", 250_000, 5.0)  # 256x~977 in 5 s
+    assert rate == pytest.approx(20.0)
+    assert (tmp_path / "cache" / sizing.CALIBRATION_NAME).exists()
+    monkeypatch.setattr(sizing, "_calibrated", {})  # a new process
+    monkeypatch.setattr(sizing, "_loaded_from", set())
+    assert sizing.seconds_per_megapixel("spin", "cpu") == pytest.approx(20.0)
+    assert sizing.seconds_per_megapixel("asid", "cpu") == sizing.CPU_SECONDS_PER_MEGAPIXEL["asid"]
