@@ -527,13 +527,15 @@ def _remember_speed(model: str, result: Any) -> None:
     from .models import load_model
     from .sizing import record_measurement
 
+    h, w = result.input
+    if h * w < 256 * 256:  # fixed costs would dominate: not a fair figure for photos
+        return
     try:
         family = load_model(model).arch
     except FinescaleError:
         return
     name = result.device.lower()
     device_type = "cuda" if "cuda" in name else "mps" if "mps" in name else "cpu"
-    h, w = result.input
     record_measurement(family, device_type, h * w, result.latency_s)
 
 
