@@ -138,9 +138,9 @@ def _upscale_target(args: argparse.Namespace, name: str, photo: Any, model_scale
     if args.output:
         return Path(args.output)
     fmt = _FORMATS[args.format] if args.format else None
-    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in _EXT else ".png")
-    if not fmt and photo.format in ("HEIF", "AVIF") and photo.format in write_formats():
-        ext = src.suffix.lower()
+    # The input's own format where Finescale writes it (HEIC needs pillow-heif's encoder).
+    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in write_formats()
+                                 else ".png")
     if args.scale is not None:
         label = f"{args.scale:g}"
     elif args.width is not None:
@@ -186,7 +186,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                 if dest.resolve() == Path(name).resolve():
                     raise SameFileError(f"Refusing to write {dest}: it is the input file, and "
                                         "originals are never overwritten.")
-                _check_job(args, up, name, photo, dest, fmt)
+                size = _check_job(args, up, name, photo, dest, fmt)
+                if size.seconds is not None and size.seconds > 30:
+                    say(f"{Path(name).name}: {size.describe()}")
                 tiles = len(up.plan(photo.height, photo.width,
                                     channels=3 + (photo.alpha is not None)).tiles)
                 with tqdm(total=tiles, unit="tile", desc=Path(name).name, file=sys.stderr,
@@ -241,8 +243,9 @@ def _check_upscale_places(args: argparse.Namespace) -> None:
 
 
 def _check_job(args: argparse.Namespace, up: Any, name: str, photo: Any, dest: Path,
-               fmt: str | None) -> None:
-    """Refuse a job that cannot be written or is too large, before the model runs."""
+               fmt: str | None) -> Any:
+    """Refuse a job that cannot be written or is too large, before the model runs; return
+    its :class:`~sr_core.sizing.JobSize`."""
     from .engine import output_size
     from .imageio import check_output_size, output_format
     from .sizing import check_job, estimate
@@ -261,6 +264,7 @@ def _check_job(args: argparse.Namespace, up: Any, name: str, photo: Any, dest: P
     folder = dest.parent if dest.parent.exists() else Path(args.out_dir or ".")
     limit, explicit = _size_limit(args, folder, photo.bit_depth, channels)
     check_job(name, size, limit, explicit=explicit)
+    return size
 
 
 # --- train ----------------------------------------------------------------------------------

@@ -792,3 +792,19 @@ def test_a_valid_float_tiff_is_called_unsupported_not_damaged(tmp_path):
     with pytest.raises(UnsupportedFormatError, match=r"hdr\.tif: its 32-bit floating-point "
                                                      r"samples are not supported"):
         read_image(tmp_path / "hdr.tif")
+
+
+@pytest.mark.parametrize("code, words", [(errno.EROFS, "the disk is read-only"),
+                                         (errno.ENAMETOOLONG, "the name is too long")])
+def test_read_only_disk_and_long_names_are_one_sentence_with_nothing_left(
+        tmp_path, photo, monkeypatch, code, words):
+    def refuse(job, f):
+        f.write(b"half a picture")
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setitem(imageio._ENCODERS, "PNG", refuse)
+    with pytest.raises(WriteError) as err:
+        write_image(photo, tmp_path / "out.png")
+    assert str(err.value) == str(err.value).splitlines()[0]
+    assert "out.png" in str(err.value) and words in str(err.value)
+    assert only_files(tmp_path) == ["in.png"]
