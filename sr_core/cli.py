@@ -672,11 +672,13 @@ def _check_batch_sizes(args: argparse.Namespace, plan: Any, up: Any) -> None:
     from .sizing import check_job, estimate
 
     limit, explicit = _size_limit(args, plan.out_dir)
+    # An Upscaler, or whatever else runs the batch (it may know less about its model).
+    family = str(getattr(getattr(up, "model", up), "arch", ""))
+    device_type = str(getattr(getattr(up, "device", None), "type", "cpu"))
     for job in plan.jobs:
         r = job.result
         size = estimate(int(r.width or 0), int(r.height or 0), int(r.out_width or 0),
-                        int(r.out_height or 0), family=up.model.arch,
-                        device_type=up.device.type)
+                        int(r.out_height or 0), family=family, device_type=device_type)
         check_job(str(job.source), size, limit, explicit=explicit)
 
 
