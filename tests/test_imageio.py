@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import time
 import warnings
 
 import cv2
@@ -545,14 +544,18 @@ def test_malformed_files_each_give_their_own_clear_error(tmp_path, capfd):
     assert out == "" and errout == ""  # no decoder chatter on the terminal
 
 
-def test_huge_header_is_refused_quickly_without_decoding(tmp_path):
+def test_huge_header_is_refused_without_decoding(tmp_path, monkeypatch):
     (tmp_path / "huge.png").write_bytes(g.png_header_only(100_000, 100_000))
-    start = time.perf_counter()
+    # Refused from the header: any decoding would call one of these (no clock involved,
+    # so a busy machine cannot fail this).
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("pixels decoded"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Pillow's DecompressionBombWarning would fail here
         with pytest.raises(ImageTooLargeError, match="10000 megapixels"):
             read_image(tmp_path / "huge.png")
-    assert time.perf_counter() - start < 1.0
 
 
 def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
