@@ -278,27 +278,32 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="HR validation folders (Set5)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (resumes if it has last.pth)")
-    p.add_argument("--iters", type=int, default=20000)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--patch", type=int, default=48, help="LR patch side in pixels")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--iters", type=guards.positive_int, default=20000)
+    p.add_argument("--batch", type=guards.positive_int, default=16)
+    p.add_argument("--patch", type=guards.positive_int, default=48,
+                   help="LR patch side in pixels")
+    p.add_argument("--lr", type=guards.positive_number, default=5e-4)
     p.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
-    p.add_argument("--warmup", type=int, default=200, help="iterations of linear lr warm-up")
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=guards.count, default=200,
+                   help="iterations of linear lr warm-up")
+    p.add_argument("--ema-decay", type=guards.decay, default=0.999)
+    p.add_argument("--val-every", type=guards.positive_int, default=500)
+    p.add_argument("--ckpt-every", type=guards.positive_int, default=250)
+    p.add_argument("--workers", type=guards.count, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--budget-minutes", type=float, metavar="MIN",
+    p.add_argument("--budget-minutes", type=guards.positive_number, metavar="MIN",
                    help="train for this much time over all resumes; the schedule follows time")
-    p.add_argument("--time-limit", type=float, metavar="MIN",
+    p.add_argument("--time-limit", type=guards.positive_number, metavar="MIN",
                    help="stop this run after MIN minutes with a checkpoint to resume from")
     p.set_defaults(handler=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, list_images, train
+
+    list_images(args.data)  # a missing or empty folder is one sentence, and no run folder
+    list_images(args.val)
 
     cfg = TrainConfig(arch=args.arch, variant=args.variant, scale=args.scale, data=args.data,
                       val=args.val, out=args.out, iters=args.iters, batch=args.batch,

@@ -153,3 +153,48 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool) -> bool:
         raise OutputExistsError(f"Refusing to write {p}: the file already exists (pass "
                                 "--overwrite to replace it).")
     return exists
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number above 0 (learning rates, minutes)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+    return v
+
+
+def decay(text: str) -> float:
+    """argparse type: an EMA decay, 0 <= d < 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not (math.isfinite(v) and 0 <= v < 1):
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
+    return v
+

@@ -363,9 +363,32 @@ def build(root: Path) -> tuple[list[Case], Path, list[Path]]:
                                                    str(places / "gone"), "--scale", "2"]))
     cases.append(Case("eval --scale 0", ["eval", "-m", "bicubic", "--dataset", str(batch_in),
                                          "--scale", "0"]))
-    cases.append(Case("train --arch bogus", ["train", "--arch", "bogus", "--scale", "2",
-                                             "--data", str(batch_in), "--val", str(batch_in),
-                                             "--out", str(out / "run")], [], [out / "run"]))
+    empty = root / "empty_folder"
+    empty.mkdir()
+    train = ["train", "--arch", "asid", "--scale", "2", "--out", str(out / "run")]
+    for name, extra in (("--arch bogus", ["--arch", "bogus"]),
+                        ("empty data", ["--data", str(empty)]),
+                        ("missing data", ["--data", str(places / "gone")]),
+                        ("data is a file", ["--data", str(a_file)]),
+                        ("--iters 0", ["--iters", "0"]), ("--batch 0", ["--batch", "0"]),
+                        ("--patch -3", ["--patch", "-3"]), ("--lr nan", ["--lr", "nan"]),
+                        ("--lr -1", ["--lr", "-1"]), ("--val-every 0", ["--val-every", "0"]),
+                        ("--workers -1", ["--workers", "-1"]),
+                        ("--ema-decay 1", ["--ema-decay", "1"]),
+                        ("--budget-minutes 0", ["--budget-minutes", "0"]),
+                        ("--time-limit inf", ["--time-limit", "inf"]),
+                        ("--scale 5", ["--scale", "5"])):
+        data = [] if "--data" in extra else ["--data", str(batch_in)]
+        cases.append(Case(f"train {name}", [*train, *data, "--val", str(batch_in), *extra],
+                          [batch_in / "x.png"], [out / "run"]))
+    for name, extra in (("dataset is a file", ["--dataset", str(a_file)]),
+                        ("empty dataset", ["--dataset", str(empty)]),
+                        ("model missing", ["-m", str(places / "nomodel.pth")])):
+        args = ["eval", "-m", "bicubic", "--dataset", str(batch_in), "--scale", "2",
+                "--save-dir", str(out / "sr")]
+        for flag, value in zip(extra[::2], extra[1::2], strict=True):
+            args[args.index(flag) + 1] = value
+        cases.append(Case(f"eval {name}", args, [batch_in / "x.png"], [out / "sr"]))
     return cases, good_model, keep
 
 
