@@ -49,19 +49,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr_core import __version__, catalog, paths
+from sr_core import __version__, catalog, formats, paths, sizing
 
 from .batch_panel import BatchPanel, eta_text
 from .compare import CompareView
 from .display import DisplayImage
 from .models_dialog import ModelsDialog
-from .options_panel import OptionsPanel
+from .options_panel import OptionsPanel, OutputChoice
 from .settings import Settings
 from .worker import LoadRequest, Picture, UpscaleJob, UpscaleResult, UpscaleWorker, WorkerThread
 
 APP_NAME = "Finescale"
-IMAGE_FILTER = ("Pictures (*.png *.jpg *.jpeg *.jpe *.jfif *.webp *.tif *.tiff *.bmp);;"
-                "All files (*)")
+#: The open dialog's patterns: every suffix sr_core.formats says this install reads.
+IMAGE_FILTER = f"Pictures ({formats.dialog_filter()});;All files (*)"
 PLACEHOLDER = ("Drop a photo anywhere on this window\n"
                "or open one with Ctrl+O, or paste one with Ctrl+V.\n\n"
                "Help \u2192 Open sample picture gives you one to try.")
@@ -485,6 +485,10 @@ class MainWindow(QMainWindow):
             self.message.show_message("No model is available; open Models \u2192 Manage "
                                       "models to download one.", error=True)
             return
+        size = self.options.output_size() or (self.picture.display.width * c.model_scale,
+                                              self.picture.display.height * c.model_scale)
+        if not self._ready_for(c, size):
+            return
         folder = self.output_folder(self.picture)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -496,8 +500,6 @@ class MainWindow(QMainWindow):
         job = UpscaleJob(self.picture, c.model, folder, c.out_format, c.quality, c.scale,
                          c.width, c.height, c.device, clean_up=c.clean_up)
         self._job, self.result = job, None
-        size = self.options.output_size() or (self.picture.display.width * c.model_scale,
-                                              self.picture.display.height * c.model_scale)
         self._preview = self.picture.display.copy()
         self._preview.dim(PREVIEW_DIM)
         self.compare.set_after(self._preview, "Upscaling\u2026", scene=size)
@@ -505,6 +507,37 @@ class MainWindow(QMainWindow):
         self.run_label.setText("Starting\u2026")
         self._update_buttons()
         self._thread.worker.submit(job)  # type: ignore[attr-defined]
+
+    def job_size(self, c: OutputChoice, size: tuple[int, int]) -> sizing.JobSize:
+        """The estimate for upscaling the picture shown to ``size`` with choice ``c``."""
+        import torch
+
+        try:
+            family = catalog.get(c.model).arch
+        except Exception:  # noqa: BLE001 - a checkpoint file or an unknown id: no ETA
+            family = ""
+        gpu = c.device != "cpu" and torch.cuda.is_available()
+        photo = self.picture.photo
+        return sizing.estimate(photo.width, photo.height, int(size[0]), int(size[1]),
+                               family=family, device_type="cuda" if gpu else "cpu",
+                               channels=3 + (photo.alpha is not None), bits=photo.bit_depth)
+
+    def _ready_for(self, c: OutputChoice, size: tuple[int, int]) -> bool:
+        """Ask before a job of more than a few minutes or above what fits in memory."""
+        est = self.job_size(c, size)
+        limit = sizing.default_output_limit(channels=est.channels, bits=est.bits)
+        too_big = est.out_width * est.out_height > limit
+        slow = est.seconds is not None and est.seconds > sizing.ASK_ABOVE_SECONDS
+        if not (too_big or slow):
+            return True
+        why = (f"This is more than fits in the free memory ({limit / 1e6:.0f} MP)."
+               if too_big else "This will take a while.")
+        return self.confirm(f"The result will be {est.describe()}. {why} Upscale anyway?")
+
+    def confirm(self, text: str) -> bool:
+        """Ask a yes/no question (tests replace this)."""
+        answer = QMessageBox.question(self, APP_NAME, text)
+        return answer == QMessageBox.StandardButton.Yes
 
     def cancel(self) -> None:
         """Stop the running upscale within one tile; nothing is written."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from sr_core import catalog
+from sr_core import catalog, formats
 from sr_core.errors import Cancelled, FinescaleError, OutputExistsError
 
 from .display import DisplayImage
@@ -31,7 +31,8 @@ from .display import DisplayImage
 _ids = itertools.count(1)
 
 #: File extension written for each output format.
-EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp"}
+#: Format -> extension of the files the window writes (HEIC and AVIF where this install can).
+EXTENSIONS = {f: formats.extension(f)[1:] for f in formats.write_formats()}
 #: Seconds between two download-progress signals (the window need not hear every chunk).
 _DOWNLOAD_TICK = 0.05
 

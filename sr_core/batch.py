@@ -65,6 +65,8 @@ from typing import Any, Protocol
 
 from . import __version__
 from .errors import Cancelled, FinescaleError, OutputExistsError, UnsupportedFormatError, WriteError
+from .formats import describe as describe_formats
+from .formats import extension, read_suffixes, suffix_format, write_formats
 from .imageio import Photo, probe_image, read_image, write_image
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}_{model}.{ext}"
@@ -90,12 +92,8 @@ TEMPLATE_FIELDS: dict[str, str] = {
 OUTPUT_FORMATS: dict[str, tuple[str, str] | None] = {
     "same": None, "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg"), "jpg": ("JPEG", "jpg"),
     "webp": ("WEBP", "webp"), "tiff": ("TIFF", "tif"), "tif": ("TIFF", "tif"),
-    "bmp": ("BMP", "bmp"),
+    "bmp": ("BMP", "bmp"), "avif": ("AVIF", "avif"), "heic": ("HEIF", "heic"),
 }
-_CANONICAL_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp"}
-_SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG",
-                  ".jfif": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-                  ".bmp": "BMP"}
 _SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini",
                            "icon\r", "$recycle.bin", "system volume information"})
 _WINDOWS_HIDDEN = getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 2) | getattr(
@@ -230,14 +228,40 @@ class FileResult:
     replaces_mtime_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON row (empty fields left out)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [])}
+        """The JSON row (empty fields left out).
+
+        A name that is not valid UTF-8 stays in ``input``/``output`` as Python's surrogate
+        escapes (JSON ``\\udcff``) and is also given exactly as ``name_bytes`` /
+        ``output_name_bytes`` (hex of the file system's bytes).
+        """
+        row = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [])}
+        for key, extra in (("input", "name_bytes"), ("output", "output_name_bytes")):
+            raw = _undecodable(row.get(key))
+            if raw is not None:
+                row[extra] = raw.hex()
+        return row
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FileResult:
         """A row read back from a report."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _undecodable(name: str | None) -> bytes | None:
+    """The file system's bytes of ``name`` when they are not valid UTF-8, else None."""
+    if not name:
+        return None
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return None
+
+
+def report_bytes(data: Mapping[str, Any]) -> bytes:
+    """A report as UTF-8 JSON; undecodable names become ``\\udcXX`` escapes, never an error."""
+    return json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -384,6 +408,26 @@ class _Found:
     rel: str
 
 
+def _not_a_file(entry: os.DirEntry[str], path: Path) -> str:
+    """Why a directory entry that is neither a folder nor a regular file was skipped."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"Skipped {path}: it is a link to nothing (broken link)."
+    except OSError as e:
+        return f"Skipped {path}: {(e.strerror or str(e)).lower()}."
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO)"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "not a regular file"
+    via = " (through a link)" if entry.is_symlink() else ""
+    return f"Skipped {path}: it is {kind}{via}, not an image file."
+
+
 def _discover(in_dir: Path, out_dir: Path, recursive: bool
               ) -> tuple[list[_Found], list[FileResult], int, list[str]]:
     """Image files, rows for files skipped here, the hidden count, and every relative path
@@ -427,20 +471,24 @@ def _discover(in_dir: Path, out_dir: Path, recursive: bool
                 if recursive and k not in visited_dirs and not (separate_out and k == out_key):
                     visited_dirs.add(k)
                     subfolders.append((path, rel))
+                elif not recursive and suffix_format(path.suffix) is not None:
+                    rows.append(FileResult(rel, "skipped", reason=(
+                        f"Skipped {path}: it is a folder, not an image file (pass --recursive "
+                        "to convert the images inside it).")))
                 continue
             if not is_file:
-                if entry.is_symlink():
-                    rows.append(FileResult(rel, "skipped",
-                                           reason=f"{path} is a link to nothing (broken link)."))
+                rows.append(FileResult(rel, "skipped", reason=_not_a_file(entry, path)))
                 continue
             if entry.name == REPORT_NAME:
                 continue
             suffix = path.suffix.lower()
-            if suffix not in _SUFFIX_FORMAT:
+            if suffix not in read_suffixes():
                 what = f"'{path.suffix}' files" if path.suffix else "files without an extension"
+                if suffix_format(suffix) == "HEIF":
+                    what += " need the pillow-heif package and"
                 rows.append(FileResult(rel, "skipped", reason=(
-                    f"Skipped {path}: {what} are not images Finescale reads (PNG, JPEG, WebP, "
-                    "TIFF, BMP).")))
+                    f"Skipped {path}: {what} are not images Finescale reads "
+                    f"({describe_formats()}).")))
                 continue
             k = key(path)
             if k in seen_files:
@@ -458,7 +506,9 @@ def _out_format(option: str, suffix: str, fmt: str) -> tuple[str, str]:
     chosen = OUTPUT_FORMATS[option.lower()]
     if chosen is not None:
         return chosen
-    ext = suffix[1:] if _SUFFIX_FORMAT.get(suffix.lower()) == fmt else _CANONICAL_EXT[fmt]
+    if fmt not in write_formats():  # read here but not written (no encoder): PNG keeps it all
+        fmt = "PNG"
+    ext = suffix[1:] if suffix_format(suffix) == fmt else extension(fmt)[1:]
     return fmt, ext
 
 
@@ -752,7 +802,7 @@ class _ReportWriter:
         if not force and now - self.last < max(_REPORT_MIN_INTERVAL, 20 * self.cost):
             return
         self.report.updated = _now()
-        data = json.dumps(self.report.to_dict(), indent=1, ensure_ascii=False).encode()
+        data = report_bytes(self.report.to_dict())
         path = self.report.path
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
         try:

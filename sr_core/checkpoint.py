@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,11 +43,18 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     p = Path(path)
     name = p.name
-    if not p.exists():
-        raise CheckpointError(f"{name}: no such file.")
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such file.") from None
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise CheckpointError(f"{name}: cannot be read ({why}).") from None
+    if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"{name}: is a folder, not a checkpoint file.")
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{name}: is a device, pipe or socket, not a checkpoint file.")
+    if st.st_size == 0:
         raise CheckpointError(f"{name}: the file is empty.")
     if p.suffix.lower() == ".safetensors" or _looks_like_safetensors(p):
         return unwrap_state_dict(_read_safetensors(p), name)
@@ -76,7 +84,12 @@ def _read_pickle(p: Path) -> Any:
         return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = _unsafe_global(str(e))
-        what = f" ({found})" if found else ""
+        if not found:  # random bytes or a damaged file, not a payload
+            raise CheckpointError(
+                f"{p.name}: not a readable PyTorch checkpoint (the file is damaged or not a "
+                "checkpoint at all)."
+            ) from e
+        what = f" ({found})"
         raise UnsafeCheckpointError(
             f"{p.name}: refused to load, the file contains pickled code or objects{what}, "
             "not just tensors; nothing in it was run."
@@ -98,12 +111,23 @@ def _read_pickle(p: Path) -> Any:
         ) from e
 
 
+#: Pickle opcodes that import or call something: refused by torch's restricted unpickler,
+#: they are what a code payload is made of (GLOBAL, STACK_GLOBAL, INST, OBJ, REDUCE, BUILD,
+#: NEWOBJ, NEWOBJ_EX, EXT1/2/4). Any other unsupported opcode means damaged or random bytes.
+_CODE_OPCODES = frozenset(b"c\x93ioRb\x81\x92\x82\x83\x84")
+
+
 def _unsafe_global(message: str) -> str:
+    """What in a refused pickle could run code ("it references os.system"), or ""."""
     # torch words it "Unsupported global: GLOBAL io.open was not an allowed global ..."
     m = re.search(r"Unsupported (global|operand)[: ]+(?:GLOBAL )?([\w.]+)", message)
     if not m:
         return ""
-    return f"it references {m.group(2)}" if m.group(1) == "global" else f"operand {m.group(2)}"
+    if m.group(1) == "global":
+        return f"it references {m.group(2)}"
+    op = m.group(2)
+    code = int(op) if op.isdigit() else (ord(op) if len(op) == 1 else -1)
+    return f"operand {op}" if code in _CODE_OPCODES else ""
 
 
 def _first_line(e: BaseException) -> str:

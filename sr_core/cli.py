@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, guards
 from .errors import FinescaleError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -60,9 +60,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --- upscale --------------------------------------------------------------------------------
-_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp",
+        "AVIF": ".avif", "HEIF": ".heic"}
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
-            "tiff": "TIFF"}
+            "tiff": "TIFF", "avif": "AVIF", "heic": "HEIF"}
 
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
@@ -77,17 +78,23 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", help="checkpoint file or catalogue id (default: the "
                                          "catalogue's default model)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=float, help="output scale, e.g. 1.5 (default: the model's)")
-    size.add_argument("--width", type=int, help="output width in pixels (keeps the aspect ratio)")
-    size.add_argument("--height", type=int, help="output height in pixels (keeps the aspect ratio)")
+    size.add_argument("--scale", type=guards.scale,
+                      help="output scale, e.g. 1.5 (default: the model's)")
+    size.add_argument("--width", type=guards.side,
+                      help="output width in pixels (keeps the aspect ratio)")
+    size.add_argument("--height", type=guards.side,
+                      help="output height in pixels (keeps the aspect ratio)")
     p.add_argument("--tile", default="auto", metavar="N|auto|0",
                    help="largest tile side in pixels, 'auto' (fit the memory) or 0 (whole image)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff"),
+    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff", "avif", "heic"),
                    help="output format (default: the output name's, else the input's)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--quality", type=guards.quality, default=95,
+                   help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (regular files only)")
+    _add_size_limit(p)
     _add_clean_up(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=_cmd_upscale)
@@ -124,6 +131,26 @@ def _clean_up_refusal(model: str, clean_up: float | None) -> str | None:
     return catalog.clean_up_unavailable(model)
 
 
+def _add_size_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-output-megapixels", type=guards.megapixels, metavar="N",
+                   help="refuse outputs above N megapixels (default: what fits in the free "
+                        "memory and disk)")
+    p.add_argument("--yes", action="store_true",
+                   help="upscale even when the output is above the size limit")
+
+
+def _size_limit(args: argparse.Namespace, folder: str | Path, bits: int = 8,
+                channels: int = 3) -> tuple[int, bool]:
+    """The output-pixel limit for a job and whether the user set it."""
+    from .sizing import default_output_limit
+
+    if args.yes:
+        return 2**62, True
+    if args.max_output_megapixels is not None:
+        return int(args.max_output_megapixels * 1e6), True
+    return default_output_limit(folder, channels=channels, bits=bits), False
+
+
 def _default_model() -> str:
     """The model ``upscale`` runs when ``-m`` is not given (the one place that decides it)."""
     from . import catalog
@@ -137,11 +164,15 @@ def _default_model() -> str:
 
 def _upscale_target(args: argparse.Namespace, name: str, photo: Any, model_scale: int) -> Path:
     """Where the upscaled ``photo``, read from ``name``, goes."""
+    from .formats import write_formats
+
     src = Path(name)
     if args.output:
         return Path(args.output)
     fmt = _FORMATS[args.format] if args.format else None
-    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in _EXT else ".png")
+    # The input's own format where Finescale writes it (HEIC needs pillow-heif's encoder).
+    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in write_formats()
+                                 else ".png")
     if args.scale is not None:
         label = f"{args.scale:g}"
     elif args.width is not None:
@@ -161,14 +192,13 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .engine import Upscaler
-    from .errors import OutputExistsError, SameFileError
+    from .errors import SameFileError
     from .imageio import read_image, write_image
 
     if args.output and len(args.inputs) > 1:
         _error("-o/--output names one file; use --out-dir for several inputs.")
         return 2
-    if args.out_dir:
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    _check_upscale_places(args)  # before the model loads: a typo should not cost seconds
 
     def say(message: str) -> None:
         tqdm.write(f"finescale: {message}", file=sys.stderr)
@@ -193,9 +223,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                 if dest.resolve() == Path(name).resolve():
                     raise SameFileError(f"Refusing to write {dest}: it is the input file, and "
                                         "originals are never overwritten.")
-                if dest.exists() and not args.overwrite:
-                    raise OutputExistsError(f"Refusing to write {dest}: the file already "
-                                            "exists (pass --overwrite to replace it).")
+                size = _check_job(args, up, name, photo, dest, fmt)
+                if size.seconds is not None and size.seconds > 30:
+                    say(f"{Path(name).name}: {size.describe()}")
                 tiles = len(up.plan(photo.height, photo.width,
                                     channels=3 + (photo.alpha is not None)).tiles)
                 with tqdm(total=tiles, unit="tile", desc=Path(name).name, file=sys.stderr,
@@ -207,6 +237,8 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                     out = up.upscale(photo, progress=progress, scale=args.scale,
                                      width=args.width, height=args.height)
                 del photo
+                if args.out_dir:
+                    guards.make_out_dir(args.out_dir)
                 written = write_image(out, dest, format=fmt, quality=args.quality,
                                       overwrite=args.overwrite)
             for w in caught:
@@ -218,16 +250,58 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{name} -> {written} ({out.width}x{out.height})")
             del out
-        except FinescaleError as e:
+        except (FinescaleError, OSError) as e:
             if args.debug:
                 raise
             failed += 1
-            row["error"] = str(e)
-            _error(str(e))
+            text = guards.os_error_sentence(e) if isinstance(e, OSError) else str(e)
+            row["error"] = text
+            _error(text)
         results.append(row)
     if args.json:
         _print_json(results)
     return 1 if failed else 0
+
+
+def _check_upscale_places(args: argparse.Namespace) -> None:
+    """Refuse an unusable -o / --out-dir / --format before any work (one sentence)."""
+    from .imageio import output_format
+
+    fmt = _FORMATS[args.format] if args.format else None
+    if args.output:
+        output_format(args.output, fmt)
+        guards.check_target(args.output, overwrite=args.overwrite)
+        parent = Path(args.output).parent
+        if not parent.is_dir():
+            raise FinescaleError(f"Cannot write {args.output}: the folder {parent} does not "
+                                 "exist.")
+    if args.out_dir:
+        guards.check_out_dir(args.out_dir)
+
+
+def _check_job(args: argparse.Namespace, up: Any, name: str, photo: Any, dest: Path,
+               fmt: str | None) -> Any:
+    """Refuse a job that cannot be written or is too large, before the model runs; return
+    its :class:`~sr_core.sizing.JobSize`."""
+    from .engine import output_size
+    from .imageio import check_output_size, output_format
+    from .sizing import check_job, estimate
+
+    guards.check_target(dest, overwrite=args.overwrite)
+    out_fmt = output_format(dest, fmt)
+    oh, ow = output_size(photo.height, photo.width, up.model.scale, scale=args.scale,
+                         out_width=args.width, out_height=args.height)
+    check_output_size(dest, out_fmt, ow, oh)
+    channels = 3 + (photo.alpha is not None)
+    plan = up.plan(photo.height, photo.width, channels=channels)
+    sh, sw = plan.max_source
+    size = estimate(photo.width, photo.height, ow, oh, family=up.model.arch,
+                    device_type=up.device.type, channels=channels, bits=photo.bit_depth,
+                    model_bytes=up.model.estimate_memory(sh, sw))
+    folder = dest.parent if dest.parent.exists() else Path(args.out_dir or ".")
+    limit, explicit = _size_limit(args, folder, photo.bit_depth, channels)
+    check_job(name, size, limit, explicit=explicit)
+    return size
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -241,19 +315,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="HR validation folders (Set5)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (resumes if it has last.pth)")
-    p.add_argument("--iters", type=int, default=20000)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--patch", type=int, default=48, help="LR patch side in pixels")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--iters", type=guards.positive_int, default=20000)
+    p.add_argument("--batch", type=guards.positive_int, default=16)
+    p.add_argument("--patch", type=guards.positive_int, default=48,
+                   help="LR patch side in pixels")
+    p.add_argument("--lr", type=guards.positive_number, default=5e-4)
     p.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
-    p.add_argument("--warmup", type=int, default=200, help="iterations of linear lr warm-up")
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=guards.count, default=200,
+                   help="iterations of linear lr warm-up")
+    p.add_argument("--ema-decay", type=guards.decay, default=0.999)
+    p.add_argument("--val-every", type=guards.positive_int, default=500)
+    p.add_argument("--ckpt-every", type=guards.positive_int, default=250)
+    p.add_argument("--workers", type=guards.count, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--budget-minutes", type=float, metavar="MIN",
+    p.add_argument("--budget-minutes", type=guards.positive_number, metavar="MIN",
                    help="train for this much time over all resumes; the schedule follows time")
     p.add_argument("--degradation", metavar="MODEL",
                    help="train a photo model: degrade each patch on the fly with this "
@@ -266,13 +342,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="allow --init weights of another scale: copy all but the upsampler")
     p.add_argument("--freq-loss", type=float, default=0.0, metavar="W",
                    help="add W x L1 of the Fourier amplitudes to the L1 loss (default 0)")
-    p.add_argument("--time-limit", type=float, metavar="MIN",
+    p.add_argument("--time-limit", type=guards.positive_number, metavar="MIN",
                    help="stop this run after MIN minutes with a checkpoint to resume from")
     p.set_defaults(handler=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, degradation_model, train
+    from .train import TrainConfig, degradation_model, list_images, train
 
     if args.degradation is not None:
         try:
@@ -280,6 +356,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except FinescaleError as e:
             _error(str(e))
             return 2
+    list_images(args.data)  # a missing or empty folder is one sentence, and no run folder
+    list_images(args.val)
     cfg = TrainConfig(arch=args.arch, variant=args.variant, scale=args.scale, data=args.data,
                       val=args.val, out=args.out, iters=args.iters, batch=args.batch,
                       patch=args.patch, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
@@ -535,11 +613,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_bench(args.model, size, device=args.device, precision=args.precision,
                            tile=args.tile, repeat=args.repeat, progress=progress)
+    _remember_speed(args.model, result)
     if args.json:
         _print_json(result.to_dict())
     else:
         print(format_result(result))
     return 0
+
+
+def _remember_speed(model: str, result: Any) -> None:
+    """Feed a bench measurement to the job-size cost model (ETAs follow this machine)."""
+    from .models import load_model
+    from .sizing import record_measurement
+
+    h, w = result.input
+    if h * w < 256 * 256:  # fixed costs would dominate: not a fair figure for photos
+        return
+    try:
+        family = load_model(model).arch
+    except FinescaleError:
+        return
+    name = result.device.lower()
+    device_type = "cuda" if "cuda" in name else "mps" if "mps" in name else "cpu"
+    record_measurement(family, device_type, h * w, result.latency_s)
 
 
 # --- batch ----------------------------------------------------------------------------------
@@ -579,9 +675,11 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="{stem}_x{scale}_{model}.{ext}", metavar="TEMPLATE",
                    help="output file name template (fields below)")
     p.add_argument("--format", default="same",
-                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp"),
+                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp", "avif",
+                            "heic"),
                    help="output format (default: the same as each input)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality (default 95)")
+    p.add_argument("--quality", type=guards.quality, default=95,
+                   help="JPEG / WebP quality (default 95)")
     policy = p.add_mutually_exclusive_group()
     policy.add_argument("--skip-existing", dest="existing", action="store_const", const="skip",
                         help="leave existing outputs alone (the default)")
@@ -590,16 +688,17 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     policy.add_argument("--keep-both", dest="existing", action="store_const", const="number",
                         help="keep existing outputs and give the new ones a numbered name")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=float, help="output scale (default: the model's)")
-    size.add_argument("--width", type=int, help="output width in pixels (keeps aspect ratio)")
-    size.add_argument("--height", type=int, help="output height in pixels (keeps aspect ratio)")
+    size.add_argument("--scale", type=guards.scale, help="output scale (default: the model's)")
+    size.add_argument("--width", type=guards.side,
+                      help="output width in pixels (keeps aspect ratio)")
+    size.add_argument("--height", type=guards.side,
+                      help="output height in pixels (keeps aspect ratio)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start over even if OUT_DIR holds an unfinished run's report")
     p.add_argument("--tile", default="auto",
                    help="'auto', 0 (whole image) or the tile side in pixels")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    _add_clean_up(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     from .cluster import add_arguments as add_ray_arguments
 
@@ -646,6 +745,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                       on_message=say, clean_up=args.clean_up)
         run = lambda plan, progress: run_batch(plan, up, progress=progress)  # noqa: E731
     plan = plan_batch(args.in_dir, args.out_dir, options, model=up)
+    _check_batch_sizes(args, plan, up)
     print(f"{plan.in_dir}: {describe_plan(plan)}"
           + (" (resuming an interrupted run)" if plan.resumed else ""), file=sys.stderr)
     fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]"
@@ -679,6 +779,21 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _check_batch_sizes(args: argparse.Namespace, plan: Any, up: Any) -> None:
+    """Refuse the batch before any work when an output is above the size limit."""
+    from .sizing import check_job, estimate
+
+    limit, explicit = _size_limit(args, plan.out_dir)
+    # An Upscaler, or whatever else runs the batch (it may know less about its model).
+    family = str(getattr(getattr(up, "model", up), "arch", ""))
+    device_type = str(getattr(getattr(up, "device", None), "type", "cpu"))
+    for job in plan.jobs:
+        r = job.result
+        size = estimate(int(r.width or 0), int(r.height or 0), int(r.out_width or 0),
+                        int(r.out_height or 0), family=family, device_type=device_type)
+        check_job(str(job.source), size, limit, explicit=explicit)
+
+
 # --- the parser -----------------------------------------------------------------------------
 #: Each entry adds one sub-command; later modules add theirs here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -701,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``finescale`` console script; returns the exit code."""
+    guards.tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -712,6 +828,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         _error(str(e))
+        return 1
+    except OSError as e:  # a place or a disk no handler foresaw: still one sentence
+        if args.debug:
+            raise
+        _error(guards.os_error_sentence(e))
+        return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        _error("Not enough memory for this job; try a smaller --tile, a smaller output or "
+               "another device.")
         return 1
     except KeyboardInterrupt:
         _error("interrupted; nothing was written.")

@@ -417,6 +417,9 @@ def _split_channels(rgb: Any, alpha: np.ndarray | None) -> tuple[np.ndarray, np.
         raise ValueError(f"expected uint8, uint16 or float pixels, got {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
+    if arr.dtype == np.float32 and not _all_finite(arr):
+        raise ValueError("the image holds NaN or infinite values; pixels must be finite "
+                         "numbers in [0, 1]")
     if arr.shape[2] == 4:
         return arr[..., :3], arr[..., 3]
     if alpha is not None:
@@ -424,6 +427,12 @@ def _split_channels(rgb: Any, alpha: np.ndarray | None) -> tuple[np.ndarray, np.
         if alpha.dtype != arr.dtype:
             alpha = _from_float(_as_float(alpha), arr.dtype)
     return arr, alpha
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every value is finite, checked in row blocks (no full-size temporary)."""
+    step = max(1, (16 << 20) // max(1, a[0].nbytes if a.shape[0] else 1))
+    return all(bool(np.isfinite(a[i:i + step]).all()) for i in range(0, a.shape[0], step))
 
 
 def _output_dtype(src: np.dtype, photo: Any, out_pixels: int) -> np.dtype:

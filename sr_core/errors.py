@@ -25,6 +25,10 @@ class ImageTooLargeError(FinescaleError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 
 
+class JobTooLargeError(FinescaleError):
+    """The output would be larger than the limit (memory, disk or --max-output-megapixels)."""
+
+
 class ImageTooSmallError(FinescaleError):
     """The image is smaller than the model can process."""
 

@@ -18,9 +18,11 @@ import contextlib
 import dataclasses
 import errno
 import io
+import math
 import mmap
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zlib
@@ -34,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from . import exif as exifmod
+from . import formats as formatsmod
 from .errors import (
     DiskFullError,
     FinescaleError,
@@ -54,18 +57,29 @@ MAX_PIXELS_ENV = "FINESCALE_MAX_PIXELS"
 # would warn, or refuse with its own message, before we could look at the size.
 Image.MAX_IMAGE_PIXELS = None
 
+#: The formats read and written without optional plugins (see :mod:`sr_core.formats`).
 READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 WRITE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
-_PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WEBP",
-                   "TIFF": "TIFF", "BMP": "BMP"}
-_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-             ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+_PILLOW_FORMATS = formatsmod.PILLOW_NAMES
+#: A file that declares more than this many pixels per byte of file, and more than
+#: _SPARSE_MIN_PIXELS in all, is refused as a decompression bomb. Real photos hold at most a
+#: few pixels per byte; deflate's best case is about 1000 bytes per byte, so this only
+#: catches flat or truncated files whose header claims a huge picture. Setting
+#: FINESCALE_MAX_PIXELS explicitly turns the check off.
+_SPARSE_PIXELS_PER_BYTE = 256
+_SPARSE_MIN_PIXELS = 16_000_000
+#: Pillow modes of greyscale sources (written back greyscale).
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"})
+#: Formats that store one grey channel (with alpha: PNG at 8 bits, TIFF).
+_GREY_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+#: Resolutions outside this range (dots per inch) are damaged metadata and are dropped.
+_DPI_RANGE = (1.0, 100_000.0)
 _SIXTEEN_BIT = ("PNG", "TIFF")
 _WITH_ALPHA = ("PNG", "WEBP", "TIFF")
 _MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1, "TIFF": 2**32 - 1,
-             "BMP": 2**31 - 1}
+             "BMP": 2**31 - 1, "HEIF": 16_384, "AVIF": 65_536}
 _SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"II+\x00", b"MM\x00+")
 _CHUNK_BYTES = 64 << 20  # pixel conversions work on row blocks of about this size
 # LittleCMS values (plain ints: Pillow's enums for them are newer than our minimum Pillow).
 # Relative colorimetric with black-point compensation is what photo editors use by default.
@@ -94,6 +108,9 @@ class Photo:
     bit_depth: int = 8
     format: str | None = None
     source: Path | None = None
+    #: The source was greyscale (L, LA, I;16): ``rgb`` holds three equal channels for the
+    #: model, and write_image writes one grey channel where the format has it.
+    grey: bool = False
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
@@ -145,17 +162,35 @@ def _read_error(path: Path | str, problem: str) -> ImageReadError:
     return ImageReadError(f"Cannot read {path}: {problem}.")
 
 
-def _check_input(path: Path) -> None:
-    if path.is_dir():
-        raise _read_error(path, "it is a folder, not an image file")
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is ("a folder", "a device", ...), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _check_input(path: Path) -> int:
+    """Refuse what is not a non-empty regular file; return its size in bytes."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise _read_error(path, "no such file") from None
     except OSError as e:
-        raise _read_error(path, e.strerror or "the file cannot be accessed") from None
-    if size == 0:
+        raise _read_error(path, (e.strerror or "the file cannot be accessed").lower()) from None
+    kind = _not_regular(st.st_mode)
+    if kind is not None:
+        raise _read_error(path, f"it is {kind}, not an image file")
+    if st.st_size == 0:
         raise _read_error(path, "the file is empty (0 bytes)")
+    return int(st.st_size)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -182,24 +217,183 @@ def _open_pillow(path: Path, fp: BinaryIO) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Image.open(fp, formats=list(READ_FORMATS))
+            return Image.open(fp, formats=list(formatsmod.read_formats()) + ["MPO"])
     except MemoryError:
         raise
     except Exception as e:  # Pillow's plugins raise many types for damaged headers
         fp.seek(0)
         head = fp.read(512)
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            kind = _tiff_sample_kind(fp)
+            if kind is not None:
+                raise UnsupportedFormatError(
+                    f"Cannot read {path}: its {kind} samples are not supported (8 and 16-bit "
+                    "integer TIFFs are).") from e
         if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
             raise _read_error(path, "the file is damaged or truncated") from e
         kind = "it holds text, not an image" if _looks_like_text(head) else \
-            "it is not a PNG, JPEG, WebP, TIFF or BMP image"
+            f"it is not a {formatsmod.describe()} image"
+        if _heif_brand(head) and "HEIF" not in formatsmod.read_formats():
+            kind = "HEIC/HEIF images need the pillow-heif package (pip install pillow-heif)"
         raise UnsupportedFormatError(f"Cannot read {path}: {kind}.") from e
 
 
-def _check_size(path: Path, width: int, height: int, limit: int) -> None:
-    if width * height > limit:
+def _heif_brand(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim",
+                                                   b"heis", b"mif1", b"msf1")
+
+
+def _tiff_sample_kind(fp: BinaryIO) -> str | None:
+    """"32-bit floating-point" (or such) for a TIFF whose header tifffile reads but Pillow
+    cannot decode, else None (then the file is damaged)."""
+    import tifffile
+
+    try:
+        fp.seek(0)
+        with tifffile.TiffFile(fp) as tf:
+            page = tf.pages.first
+            dtype = page.dtype
+    except Exception:  # noqa: BLE001 - tifffile raises many types for damaged files
+        return None
+    if dtype is None:
+        return None
+    what = {"f": "floating-point", "i": "signed integer", "u": "integer",
+            "c": "complex"}.get(dtype.kind, dtype.kind)
+    return f"{dtype.itemsize * 8}-bit {what}"
+
+
+def _check_size(path: Path, width: int, height: int, limit: int, file_bytes: int | None = None,
+                sparse_check: bool = True) -> None:
+    """Refuse more pixels than ``limit``, and a small file that claims a huge picture."""
+    pixels = width * height
+    if width <= 0 or height <= 0:
+        raise _read_error(path, f"its header claims {width}x{height} pixels")
+    if pixels > limit:
         raise ImageTooLargeError(
-            f"Cannot read {path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+            f"Cannot read {path}: {width}x{height} is {pixels / 1e6:.0f} megapixels, "
             f"above the limit of {limit / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV}).")
+    if (sparse_check and file_bytes and pixels > _SPARSE_MIN_PIXELS
+            and pixels > _SPARSE_PIXELS_PER_BYTE * file_bytes):
+        raise ImageTooLargeError(
+            f"Cannot read {path}: its header claims {width}x{height} "
+            f"({pixels / 1e6:.0f} megapixels) from only {file_bytes / 1024:.0f} KB of data, "
+            f"more than {_SPARSE_PIXELS_PER_BYTE} pixels per byte, so it is truncated or a "
+            f"decompression bomb (set {MAX_PIXELS_ENV} to accept it).")
+
+
+def _sparse_check_wanted(max_pixels: int | None) -> bool:
+    """The pixels-per-byte check runs unless the caller or the environment set the limit."""
+    return max_pixels is None and not os.environ.get(MAX_PIXELS_ENV, "").strip()
+
+
+def _check_png_chunks(path: Path, data: bytes | mmap.mmap) -> None:
+    """Walk a PNG's chunks: every CRC must match, and IDAT and IEND must be there."""
+    pos, n, seen_idat = 8, len(data), False
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if length > 2**31 - 1 or end > n:
+            raise _read_error(path, f"the file is truncated (its {kind!r} chunk runs past "
+                                    "the end)")
+        crc = int.from_bytes(data[end - 4:end], "big")
+        if zlib.crc32(data[pos + 4:end - 4]) & 0xFFFFFFFF != crc:
+            raise _read_error(path, f"the file is damaged (the checksum of its "
+                                    f"{kind.decode('latin-1')} chunk does not match)")
+        seen_idat |= kind == b"IDAT"
+        if kind == b"IEND":
+            break
+        pos = end
+    if not seen_idat:
+        raise _read_error(path, "the file is damaged or truncated (it holds no pixel data)")
+
+
+def _png_idat_parts(data: bytes | mmap.mmap) -> Iterator[bytes]:
+    """The concatenated IDAT payloads of a PNG whose chunks were already checked."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        if data[pos + 4:pos + 8] == b"IDAT":
+            yield bytes(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+
+
+def _check_png_pixels(path: Path, data: bytes | mmap.mmap, im: Image.Image) -> None:
+    """Inflate the pixel stream (discarding it, in bounded steps) and check its length.
+
+    Costs one pass of zlib over the picture, without holding it: a stream that is not zlib,
+    or that ends before the header's size is filled, is damaged.
+    """
+    bits = {"1": 1, "L": 8, "P": 8, "LA": 16, "RGB": 24, "RGBA": 32, "I": 16, "I;16": 16,
+            "I;16B": 16}.get(im.mode)
+    head = bytes(data[16:29])
+    if len(head) < 13:
+        return
+    width, height, depth, colour, interlace = (int.from_bytes(head[0:4], "big"),
+                                               int.from_bytes(head[4:8], "big"), head[8],
+                                               head[9], head[12])
+    samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if samples is None or bits is None or interlace:
+        return  # Pillow refused odd ones already; interlaced sizes are not worth the sums
+    need = height * (1 + (width * samples * depth + 7) // 8)
+    z = zlib.decompressobj()
+    got = 0
+    try:
+        for part in _png_idat_parts(data):
+            while part and got < need:
+                got += len(z.decompress(part, 1 << 20))
+                part = z.unconsumed_tail
+            if got >= need:
+                return
+        got += len(z.flush())
+    except zlib.error:
+        raise _read_error(path, "the file is damaged (its pixel data is not a valid "
+                                "compressed stream)") from None
+    if got < need:
+        raise _read_error(path, "the file is truncated (its pixel data ends early)")
+
+
+def _check_jpeg_end(path: Path, data: bytes | mmap.mmap) -> None:
+    """A JPEG's scan must be followed by its end marker; a cut file has none."""
+    sos = data.find(b"\xff\xda")
+    if sos >= 0 and data.find(b"\xff\xd9", sos) < 0:
+        raise _read_error(path, "the file is truncated (the picture data ends early)")
+
+
+def _check_tiff_strips(path: Path, im: Image.Image, size: int) -> None:
+    """Every strip or tile a TIFF lists must lie inside the file."""
+    for offsets_tag, counts_tag in ((273, 279), (324, 325)):
+        offsets, counts = _tiff_tag(im, offsets_tag), _tiff_tag(im, counts_tag)
+        if offsets is None or counts is None:
+            continue
+        offsets = offsets if isinstance(offsets, tuple) else (offsets,)
+        counts = counts if isinstance(counts, tuple) else (counts,)
+        if any(int(o) + int(c) > size for o, c in zip(offsets, counts, strict=False)):
+            raise _read_error(path, "the file is truncated (its picture data ends early)")
+
+
+def _check_bmp_size(path: Path, im: Image.Image, data: bytes | mmap.mmap) -> None:
+    """An uncompressed BMP holds at least its rows of pixels after the pixel offset."""
+    if len(data) < 34 or int.from_bytes(data[30:34], "little") not in (0, 3):
+        return  # compressed (RLE): lengths vary
+    offset = int.from_bytes(data[10:14], "little")
+    bpp = int.from_bytes(data[28:30], "little")
+    row = ((im.width * bpp + 31) // 32) * 4
+    if offset + row * im.height > len(data):
+        raise _read_error(path, "the file is truncated (its picture data ends early)")
+
+
+def _check_data(path: Path, fmt: str, im: Image.Image, data: bytes | mmap.mmap) -> None:
+    """Cheap checks that the file holds the data its header promises (for probe_image)."""
+    if fmt == "PNG":
+        _check_png_chunks(path, data)
+        _check_png_pixels(path, data, im)
+    elif fmt == "JPEG":
+        _check_jpeg_end(path, data)
+    elif fmt == "TIFF":
+        _check_tiff_strips(path, im, len(data))
+    elif fmt == "BMP":
+        _check_bmp_size(path, im, data)
 
 
 def _png_bit_depth(head: bytes) -> int:
@@ -219,14 +413,28 @@ def _source_bits(im: Image.Image, fmt: str, head: bytes) -> int:
         bps = _tiff_tag(im, 258)
         if bps:
             return int(max(bps) if isinstance(bps, tuple) else bps)
+    if fmt == "HEIF":
+        return int(im.info.get("bit_depth") or 8)  # 10 and 12 are common on phones
     if im.mode.startswith("I;16"):
         return 16
     return 1 if im.mode == "1" else 8
 
 
+def sane_dpi(dpi: Any) -> tuple[float, float] | None:
+    """``dpi`` as two finite floats within 1..100000, or None for missing or damaged values."""
+    try:
+        x, y = (float(v) for v in dpi)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return None
+    lo, hi = _DPI_RANGE
+    if not all(math.isfinite(v) and lo <= v <= hi for v in (x, y)):
+        return None
+    return x, y
+
+
 def _dpi(im: Image.Image) -> tuple[float, float] | None:
-    dpi = im.info.get("dpi")
-    if not dpi or len(dpi) != 2 or min(float(dpi[0]), float(dpi[1])) <= 0:
+    dpi = sane_dpi(im.info.get("dpi"))
+    if dpi is None:
         return None
 
     def snap(v: float) -> float:
@@ -311,6 +519,18 @@ def _cv2_pixels(data: bytes, path: Path, associated_alpha: bool
     return a, alpha
 
 
+def _heif_high_bit_pixels(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a 10/12-bit HEIF at full precision as uint16 (pillow-heif scales the samples to
+    16 bits); libheif has applied the rotation and mirroring already, as for 8 bits."""
+    import pillow_heif
+
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    a = np.asarray(heif)
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[..., :3], a[..., 3]
+    return a, None
+
+
 def _unpremultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     full = float(np.iinfo(rgb.dtype).max)
     a = alpha.astype(np.float32)[..., None]
@@ -370,14 +590,19 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     im = _open_pillow(p, fp)
     with im:
         fmt = _PILLOW_FORMATS[im.format or ""]
-        _check_size(p, im.width, im.height, limit)
+        _check_size(p, im.width, im.height, limit, len(data), _sparse_check_wanted(max_pixels))
+        if fmt == "PNG":
+            _check_png_chunks(p, data)
         bits = _source_bits(im, fmt, data[:32])
         if bits > 16:
             raise UnsupportedFormatError(
                 f"Cannot read {p}: {bits}-bit samples are not supported (8 and 16 are).")
         icc = im.info.get("icc_profile") or None
+        grey_source = im.mode in _GREY_MODES
         try:
-            if bits == 16 and fmt in _SIXTEEN_BIT:
+            if bits > 8 and fmt == "HEIF":
+                color, alpha = _heif_high_bit_pixels(data)
+            elif bits == 16 and fmt in _SIXTEEN_BIT:
                 pixels = exifmod.with_orientation_1(data) if fmt == "TIFF" else data
                 color, alpha = _cv2_pixels(pixels, p, _tiff_tag(im, 338) in (1, (1,)))
                 if _icc_space(icc) != b"RGB ":
@@ -395,6 +620,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         dpi = _dpi(im)
     orientation = exifmod.orientation(raw_exif)
     rgb = _as_float(color)
+    grey = rgb.ndim == 2 or grey_source
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     elif not rgb.flags.c_contiguous:
@@ -404,17 +630,21 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     h, w = rgb.shape[:2]
     return Photo(rgb=rgb, alpha=alpha_f, icc_profile=icc,
                  exif=exifmod.normalized(raw_exif, w, h), dpi=dpi,
-                 bit_depth=16 if bits > 8 else 8, format=fmt, source=p)
+                 bit_depth=16 if bits > 8 else 8, format=fmt, source=p, grey=grey)
 
 
-def probe_image(path: str | os.PathLike[str]) -> dict[str, Any]:
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
+                ) -> dict[str, Any]:
     """Describe an image from its headers, without decoding its pixels.
 
     Keys: path, width, height (as displayed, i.e. after the EXIF orientation), format, mode,
-    bits (per channel), orientation, icc, exif, alpha (booleans).
+    bits (per channel), orientation, icc, exif, alpha (booleans). The same size limits as
+    :func:`read_image` apply, and a PNG's chunk checksums are verified, so a file that
+    cannot be read is reported here rather than after a long wait.
     """
     p = Path(path)
-    _check_input(p)
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    file_bytes = _check_input(p)
     try:
         f = open(p, "rb")  # noqa: SIM115 - closed below, after the mmap
     except OSError as e:
@@ -423,6 +653,9 @@ def probe_image(path: str | os.PathLike[str]) -> dict[str, Any]:
         im = _open_pillow(p, f)
         with im:
             fmt = _PILLOW_FORMATS[im.format or ""]
+            _check_size(p, im.width, im.height, limit, file_bytes,
+                        _sparse_check_wanted(max_pixels))
+            _check_data(p, fmt, im, mm)
             raw_exif = _raw_exif(im, fmt, exifmod.bytes_reader(mm))
             orientation = exifmod.orientation(raw_exif)
             mode = im.mode
@@ -468,6 +701,16 @@ def _to_int(a: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """One grey channel from integer RGB (Rec. 601 luma, as Pillow's convert("L")), in row
+    blocks; a greyscale source came through the model as three nearly equal channels."""
+    out = np.empty(rgb.shape[:2], rgb.dtype)
+    weights = np.asarray([0.299, 0.587, 0.114], np.float32)
+    for s in _row_blocks(rgb):
+        out[s] = np.rint(rgb[s].astype(np.float32) @ weights)
+    return out
+
+
 def _composite(photo: Photo, background: tuple[float, float, float], bits: int) -> np.ndarray:
     """Colour over a flat background, for formats without alpha."""
     assert photo.alpha is not None
@@ -500,8 +743,17 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def _encode_png(job: _Job, f: BinaryIO) -> None:
-    px = (cv2.cvtColor(np.dstack([job.rgb, job.alpha]), cv2.COLOR_RGBA2BGRA)
-          if job.alpha is not None else cv2.cvtColor(job.rgb, cv2.COLOR_RGB2BGR))
+    if job.rgb.ndim == 2 and job.alpha is not None:  # grey + alpha: Pillow's LA (8-bit)
+        extra = _pillow_meta(job)
+        if job.dpi:
+            extra["dpi"] = job.dpi
+        _pillow_image(job).save(f, "PNG", compress_level=3, **extra)
+        return
+    if job.rgb.ndim == 2:
+        px = job.rgb
+    else:
+        px = (cv2.cvtColor(np.dstack([job.rgb, job.alpha]), cv2.COLOR_RGBA2BGRA)
+              if job.alpha is not None else cv2.cvtColor(job.rgb, cv2.COLOR_RGB2BGR))
     # Level 3: on a noisy 24 MP photo level 6 took ~40% longer for a file 2.5% smaller.
     ok, buf = cv2.imencode(".png", px, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
@@ -522,6 +774,10 @@ def _encode_png(job: _Job, f: BinaryIO) -> None:
 
 
 def _pillow_image(job: _Job) -> Image.Image:
+    if job.rgb.ndim == 2:
+        if job.alpha is not None:
+            return Image.fromarray(np.dstack([job.rgb, job.alpha]), "LA")
+        return Image.fromarray(job.rgb, "L")
     if job.alpha is not None:
         return Image.fromarray(np.dstack([job.rgb, job.alpha]), "RGBA")
     return Image.fromarray(job.rgb, "RGB")
@@ -553,6 +809,15 @@ def _encode_webp(job: _Job, f: BinaryIO) -> None:
                             exact=job.lossless, **meta)
 
 
+def _encode_avif(job: _Job, f: BinaryIO) -> None:
+    _pillow_image(job).save(f, "AVIF", quality=job.quality, **_pillow_meta(job))
+
+
+def _encode_heif(job: _Job, f: BinaryIO) -> None:
+    formatsmod.write_formats()  # registers pillow-heif's writer
+    _pillow_image(job).save(f, "HEIF", quality=job.quality, **_pillow_meta(job))
+
+
 def _encode_bmp(job: _Job, f: BinaryIO) -> None:
     _pillow_image(job).save(f, "BMP", **({"dpi": job.dpi} if job.dpi else {}))
 
@@ -570,7 +835,8 @@ def _encode_tiff(job: _Job, f: BinaryIO) -> None:
         options["extrasamples"] = ["unassalpha"]
     if big and job.icc:
         options["iccprofile"] = job.icc
-    tifffile.imwrite(f, px, photometric="rgb", compression="zlib", predictor=True,
+    photometric = "minisblack" if job.rgb.ndim == 2 else "rgb"
+    tifffile.imwrite(f, px, photometric=photometric, compression="zlib", predictor=True,
                      metadata=None, software=False, byteorder=order, bigtiff=big, **options)
     if big:
         if job.exif:
@@ -585,30 +851,85 @@ def _encode_tiff(job: _Job, f: BinaryIO) -> None:
 
 _ENCODERS: dict[str, Callable[[_Job, BinaryIO], None]] = {
     "PNG": _encode_png, "JPEG": _encode_jpeg, "WEBP": _encode_webp, "TIFF": _encode_tiff,
-    "BMP": _encode_bmp,
+    "BMP": _encode_bmp, "AVIF": _encode_avif, "HEIF": _encode_heif,
 }
 
 
 # --- writing --------------------------------------------------------------------------------
 def _write_error(path: Path, e: OSError) -> WriteError:
+    return write_error(path, e)
+
+
+def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
+    """One sentence for an OSError met while writing ``path`` (disk full, read-only, ...)."""
+    path = Path(path)
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return DiskFullError(f"Cannot write {path}: no space left on the disk.")
+    if e.errno == errno.EROFS:
+        return WriteError(f"Cannot write {path}: the disk is read-only.")
+    if e.errno == errno.ENAMETOOLONG:
+        return WriteError(f"Cannot write {path}: the name is too long for the file system "
+                          f"({len(os.fsencode(path.name))} bytes; most allow 255).")
     if isinstance(e, PermissionError):
         return WriteError(f"Cannot write {path}: permission denied.")
-    if isinstance(e, FileNotFoundError) and not path.parent.is_dir():
-        return WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    return WriteError(f"Cannot write {path}: {e.strerror or e}.")
+    if e.errno == errno.ENOTDIR:
+        return WriteError(f"Cannot write {path}: a part of the folder path is a file, not a "
+                          "folder.")
+    if isinstance(e, FileNotFoundError):
+        with contextlib.suppress(OSError):
+            if not path.parent.is_dir():
+                return WriteError(f"Cannot write {path}: the folder {path.parent} does not "
+                                  "exist.")
+    return WriteError(f"Cannot write {path}: {(e.strerror or str(e)).lower()}.")
 
 
-def _output_format(path: Path, format: str | None) -> str:
-    name = (format or _SUFFIXES.get(path.suffix.lower(), "")).upper()
-    name = {"JPG": "JPEG", "TIF": "TIFF"}.get(name, name)
-    if name not in WRITE_FORMATS:
+def check_replaceable(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists; raise WriteError if it exists and is not a regular file.
+
+    Only regular files are ever replaced: a folder, a device (``/dev/full``), a named pipe or
+    a socket at the output path is refused, with or without ``overwrite``. A symbolic link is
+    judged by what it points to (a broken link counts as absent: the rename replaces it).
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise write_error(p, e) from None
+    kind = _not_regular(st.st_mode)
+    if kind is not None:
+        raise WriteError(f"Cannot write {p}: it is {kind}, and only regular files are "
+                         "ever replaced.")
+    return True
+
+
+def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """The format written to ``path``: ``format`` (any case, "jpg"/"tif"/"heic" allowed) or
+    the extension's; UnsupportedFormatError when Finescale cannot write it."""
+    path = Path(path)
+    name = (format or formatsmod.suffix_format(path.suffix) or "").upper()
+    name = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}.get(name, name)
+    writable = formatsmod.write_formats()
+    if name not in writable:
         what = f"format {format!r}" if format else f"the extension {path.suffix or '(none)'!r}"
         raise UnsupportedFormatError(
-            f"Cannot write {path}: {what} is not one Finescale writes (PNG, JPEG, WebP, TIFF, "
-            "BMP).")
+            f"Cannot write {path}: {what} is not one Finescale writes here "
+            f"({formatsmod.describe(writable)}).")
     return name
+
+
+def check_output_size(path: str | os.PathLike[str], fmt: str, width: int, height: int) -> None:
+    """Raise WriteError when ``fmt`` cannot hold a ``width`` x ``height`` picture (JPEG ends
+    at 65500 pixels a side, WebP at 16383), so that callers can refuse before upscaling."""
+    side = _MAX_SIDE.get(fmt)
+    if side is not None and max(width, height) > side:
+        raise WriteError(f"Cannot write {path}: {formatsmod.TITLES.get(fmt, fmt)} images are "
+                         f"at most {side} pixels on a side and this one would be "
+                         f"{width}x{height}.")
+
+
+_output_format = output_format
 
 
 def _is_source(photo: Photo, path: Path) -> bool:
@@ -643,6 +964,7 @@ def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: boo
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
+            check_replaceable(path)  # again: something may have appeared while encoding
             os.replace(tmp, path)
         else:
             try:
@@ -694,13 +1016,9 @@ def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None =
     if _is_source(photo, p):
         raise SameFileError(
             f"Refusing to write {p}: it is the input file, and originals are never overwritten.")
-    if p.is_dir():
-        raise WriteError(f"Cannot write {p}: it is a folder.")
-    if not overwrite and p.exists():
+    if check_replaceable(p) and not overwrite:
         raise OutputExistsError(f"Refusing to write {p}: the file already exists.")
-    if max(photo.width, photo.height) > _MAX_SIDE[fmt]:
-        raise WriteError(f"Cannot write {p}: {fmt} images are at most {_MAX_SIDE[fmt]} pixels "
-                         f"on a side and this one is {photo.width}x{photo.height}.")
+    check_output_size(p, fmt, photo.width, photo.height)
 
     bits = (bit_depth or photo.bit_depth) if fmt in _SIXTEEN_BIT else 8
     if photo.alpha is not None and fmt not in _WITH_ALPHA:
@@ -710,13 +1028,19 @@ def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None =
     else:
         rgb = _to_int(photo.rgb, bits)
         alpha = None if photo.alpha is None else _to_int(photo.alpha, bits)
+    if photo.grey and fmt in _GREY_FORMATS and not (
+            alpha is not None and fmt == "PNG" and bits == 16):  # no 16-bit grey+alpha writer
+        rgb = _grey(rgb)
     exif = exifmod.normalized(photo.exif, photo.width, photo.height)
     if fmt == "JPEG" and exif and len(exif) > 65_533:
         warnings.warn(f"{p.name}: the EXIF block is too large for JPEG and was left out.",
                       stacklevel=2)
         exif = None
-    job = _Job(rgb=np.ascontiguousarray(rgb), alpha=alpha, icc=photo.icc_profile, exif=exif,
-               dpi=photo.dpi, quality=quality, subsampling=subsampling, lossless=lossless)
+    icc = photo.icc_profile
+    if rgb.ndim == 2 and _icc_space(icc) == b"RGB ":
+        icc = None  # an RGB profile does not describe grey pixels
+    job = _Job(rgb=np.ascontiguousarray(rgb), alpha=alpha, icc=icc, exif=exif,
+               dpi=sane_dpi(photo.dpi), quality=quality, subsampling=subsampling, lossless=lossless)
     try:
         _atomic_write(p, lambda f: _ENCODERS[fmt](job, f), overwrite)
     except OSError as e:

@@ -203,6 +203,13 @@ def detect(
             c = f.detect(sd)
         except CheckpointError as e:  # a family recognised the weights but refuses them
             raise type(e)(f"{origin}: {e}") from e
+        except (ValueError, IndexError, TypeError, ZeroDivisionError, RuntimeError) as e:
+            # Shapes so malformed that reading the configuration failed (e.g. a 1-D tensor
+            # where a convolution belongs): the family's keys are there, the weights unusable.
+            raise CheckpointError(
+                f"{origin}: malformed {f.INFO.title} weights (a tensor has an impossible "
+                f"shape: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__})."
+            ) from e
         if c is not None:
             hits.append((f, c))
     if not hits:
@@ -258,6 +265,18 @@ def _load_strict(
     """
     own = net.state_dict()
     params = {n for n, _ in net.named_parameters()}
+    for k in own:
+        if k not in sd:
+            continue
+        t = sd[k]
+        if k in params and not t.is_floating_point():
+            kind = str(t.dtype).replace("torch.", "")
+            raise CheckpointError(f"{origin}: weight '{k}' holds {kind} numbers, where "
+                                  "floating-point weights belong.")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = "NaN" if bool(torch.isnan(t).any()) else "infinite"
+            raise CheckpointError(f"{origin}: weight '{k}' holds {bad} values, so the model "
+                                  "would give a black or flat picture; it was refused.")
     missing = [k for k in own if k not in sd and k in params]
     unexpected = [k for k in sd if k not in own]
     skipped = [k for k in unexpected if not sd[k].is_floating_point()]

@@ -344,17 +344,18 @@ def _progress(cfg: TrainConfig, step: int, seconds: float) -> float:
     return (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train(cfg: TrainConfig, log: Callable[[str], None] = print,
+          clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Run (or resume) a training run; returns a summary with the best validation PSNR.
 
     Stops after ``cfg.iters`` iterations, or, with ``cfg.budget_minutes``, once that much
     training time has been spent over all resumes; ``cfg.time_limit_minutes`` ends this
-    invocation early with a checkpoint to resume from.
+    invocation early with a checkpoint to resume from. ``clock`` (seconds) measures the
+    training time; tests pass a fake one so that budgets do not depend on the machine.
     """
     from tqdm import tqdm
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     if device.type == "cuda":
@@ -363,6 +364,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
     if cfg.degradation is not None:
         degradation_model(cfg.degradation)  # an unknown name fails before any work
     model = initial_model(cfg).to(device)
+    out.mkdir(parents=True, exist_ok=True)  # after the arguments proved usable
     model.exact_fp32 = False  # TF32 convolutions while training on CUDA; validation is exact
     model.train()
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
@@ -396,7 +398,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
     total = round(cfg.budget_minutes * 60) if timed else cfg.iters
     bar = tqdm(total=total, initial=round(seconds) if timed else step,
                desc=f"train {model.name}", unit="s" if timed else "it", dynamic_ncols=True)
-    start, loss_avg = time.monotonic(), None
+    start, loss_avg = clock(), None
     seconds0 = seconds
 
     def checkpoint() -> None:
@@ -434,7 +436,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
         step += 1
         ema.update(model.net, step)
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        before, seconds = seconds, seconds0 + time.monotonic() - start
+        before, seconds = seconds, seconds0 + clock() - start
         bar.update(round(seconds) - round(before) if timed else 1)
         bar.set_postfix(loss=f"{loss_avg:.4f}", best=f"{best:.2f}", it=step)
         finished = _done(cfg, step, seconds)

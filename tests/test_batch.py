@@ -119,9 +119,11 @@ def test_plan_finds_images_lists_unsupported_and_ignores_hidden(tmp_path: Path) 
     good, bad = _tree(tmp_path / "in")
     plan = plan_batch(tmp_path / "in", tmp_path / "out", BatchOptions(recursive=True),
                       model=ModelLabel(MODEL_NAME, 2))
-    assert sorted(j.result.input for j in plan.jobs) == sorted(good + ["sub/truncated.png"])
-    assert {r.input: r.status for r in plan.rows if r.status != "pending"} == {
-        k: v for k, v in bad.items() if k != "sub/truncated.png"}
+    # A truncated PNG is found out from its chunks while planning, before any model runs.
+    assert sorted(j.result.input for j in plan.jobs) == sorted(good)
+    assert {r.input: r.status for r in plan.rows if r.status != "pending"} == bad
+    assert "truncated" in (plan.rows[[r.input for r in plan.rows].index("sub/truncated.png")]
+                           .reason or "")
     assert plan.hidden == 5  # .DS_Store, Thumbs.db, desktop.ini, .hidden.png, .cache
     reasons = {r.input: r.reason or "" for r in plan.rows}
     assert "'.txt' files are not images" in reasons["notes.txt"]
@@ -478,3 +480,59 @@ def test_sigkill_midway_then_restart_produces_every_image_exactly_once(
                " ".join(rows[g].get("notes", [])) for g in good)
     for rel in ("sub/truncated.png", "damaged.png"):
         assert rows[rel]["reason"] in second.stderr
+
+
+# --- hostile names and entries (issue 18) ---------------------------------------------------
+@pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that takes any bytes")
+def test_a_name_that_is_not_utf8_is_converted_and_recorded_exactly(
+        tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    raw = b"bad_\xff\xfe.png"
+    _image(Path(os.fsdecode(bytes(src) + b"/" + raw)))
+    out = tmp_path / "out"
+    for _ in range(2):  # the crash was on every rerun
+        code = cli.main(["batch", str(src), str(out), "-m", str(tiny_model), "--tile", "0",
+                         "--device", "cpu"])
+        assert code == 0
+        assert "Traceback" not in capsys.readouterr().err
+    report = json.loads((out / REPORT_NAME).read_bytes().decode("utf-8"))
+    row = report["files"][0]
+    assert bytes.fromhex(row["name_bytes"]) == raw
+    assert os.fsencode(row["input"]) == raw  # the escaped name round-trips too
+    written = os.listdir(bytes(out))
+    assert bytes.fromhex(row["output_name_bytes"]) in written
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_pipes_devices_and_folders_named_like_images_are_listed_with_the_true_reason(
+        tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    _image(src / "good.png")
+    os.mkfifo(src / "pipe.png")
+    (src / "folder.jpg").mkdir()
+    (src / "broken.png").symlink_to(src / "nowhere.png")
+    if os.path.exists("/dev/null"):
+        (src / "device.png").symlink_to("/dev/null")
+    plan = plan_batch(src, tmp_path / "out", BatchOptions(), model=ModelLabel("M", 2))
+    reasons = {r.input: r.reason for r in plan.skipped}
+    assert "named pipe" in reasons["pipe.png"]
+    assert "it is a folder" in reasons["folder.jpg"] and "--recursive" in reasons["folder.jpg"]
+    assert "broken link" in reasons["broken.png"]
+    if "device.png" in reasons:
+        assert "a device" in reasons["device.png"] and "broken" not in reasons["device.png"]
+    assert [j.source.name for j in plan.jobs] == ["good.png"]
+
+
+def test_batch_finds_phone_formats_by_the_shared_suffix_list(tmp_path: Path) -> None:
+    from sr_core import formats
+
+    if "HEIF" not in formats.read_formats():
+        pytest.skip("pillow-heif is not installed")
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(src / "IMG_0002.HEIC", format="HEIF", quality=90)
+    plan = plan_batch(src, tmp_path / "out", BatchOptions(), model=ModelLabel("M", 2))
+    assert [j.source.name for j in plan.jobs] == ["IMG_0002.HEIC"]
+    assert plan.jobs[0].format == "HEIF" and plan.jobs[0].output.suffix == ".HEIC"

@@ -149,3 +149,74 @@ def test_without_a_model_the_default_is_asked_for(tmp_path, capsys, monkeypatch)
     Image.fromarray(_rgb()).save(a)
     code, _, err = _run(["upscale", str(a)], capsys)
     assert code == 1 and "-m" in err and not (tmp_path / "a_x2.png").exists()
+
+
+# --- issue 18 reproductions -----------------------------------------------------------------
+def test_options_are_refused_before_any_work(tmp_path, weights, capsys, monkeypatch):
+    src = tmp_path / "a.png"
+    Image.fromarray(_rgb()).save(src)
+    from sr_core import engine
+
+    monkeypatch.setattr(engine.Upscaler, "upscale", lambda *a, **k: pytest.fail("upscaled"))
+    out_dir = ["--out-dir", str(tmp_path / "o")]
+    for args, want in (([*out_dir, "--quality", "0"], 2), ([*out_dir, "--quality", "101"], 2),
+                       ([*out_dir, "--scale", "1000"], 2), ([*out_dir, "--width", "2000000"], 2),
+                       (["--width", "70000", "-o", str(tmp_path / "w.jpg")], 1),
+                       (["--width", "17000", "-o", str(tmp_path / "w.webp")], 1),
+                       ([*out_dir, "--scale", "8", "--max-output-megapixels", "0.01"], 1)):
+        try:
+            code = cli.main(["upscale", str(src), "-m", str(weights), *args])
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == want, (args, err)
+        assert "Traceback" not in err
+        assert err.count("error:") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_the_size_refusal_gives_the_numbers_and_yes_overrides_it(tmp_path, weights, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_rgb()).save(src)
+    code, _, err = _run(["upscale", str(src), "-m", str(weights), "--scale", "8",
+                         "--max-output-megapixels", "0.01", "-o", str(tmp_path / "b.png")],
+                        capsys)
+    assert code == 1
+    assert "a.png" in err and "256x192" in err and "0.01 MP" in err and "memory" in err
+    code, _, err = _run(["upscale", str(src), "-m", str(weights), "--scale", "8",
+                         "--max-output-megapixels", "0.01", "--yes",
+                         "-o", str(tmp_path / "b.png")], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "b.png").size == (256, 192)
+
+
+def test_bad_output_places_are_one_sentence(tmp_path, weights, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(_rgb()).save(src)
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["--out-dir", str(tmp_path / "file")], "it is a file, not a folder"),
+        (["-o", str(tmp_path / ("n" * 300 + ".png"))], "name is too long"),
+        (["-o", "/dev/full", "--format", "png", "--overwrite"], "only regular files"),
+    ]
+    for extra, words in cases:
+        code, _, err = _run(["upscale", str(src), "-m", str(weights), *extra], capsys)
+        assert code == 1 and words in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "file"]
+
+
+def test_a_name_that_is_not_utf8_prints_escaped_on_a_strict_stream(tmp_path, weights):
+    import os
+    import subprocess
+    import sys
+
+    raw = bytes(tmp_path) + b"/bad_\xff\xfe.png"
+    Image.fromarray(_rgb()).save(os.fsdecode(raw))
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"}
+    for cmd in (["info"], ["upscale", "-m", str(weights), "--device", "cpu"]):
+        run = subprocess.run([sys.executable, "-m", "sr_core.cli", *cmd, os.fsdecode(raw)],
+                             capture_output=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr.decode(errors="replace")
+        assert b"Traceback" not in run.stderr
+        assert b"bad_\\udcff\\udcfe" in run.stdout  # escaped, not a crash
+    assert os.path.exists(bytes(tmp_path) + b"/bad_\xff\xfe_x2.png")

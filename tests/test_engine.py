@@ -426,3 +426,12 @@ def test_tiles_leave_no_seam(family, tiled_vs_whole):
 def test_tiled_matches_whole_image_to_50_db(family, tiled_vs_whole):
     _, whole, tiled = tiled_vs_whole(family)
     assert psnr(tiled, whole) >= 50, f"{family}: {psnr(tiled, whole):.2f} dB"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinite_pixels_are_refused_not_upscaled_to_nan(bad):
+    up = Upscaler(tiny_model(), device="cpu", tile=0)
+    img = picture(16, 16).astype(np.float32) / 255.0
+    img[3, 4, 1] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        up.upscale(img)

@@ -185,3 +185,76 @@ def test_unexpected_weight_is_named(net) -> None:
     with pytest.raises(CheckpointError) as err:
         sr_core.load_model(sd)
     _one_sentence(err, "unexpected", "'blocks.0.layers.0.0.fn.to_out.weight'")
+
+
+# --- bounded checkpoints (issue 18) ---------------------------------------------------------
+def _small_state(family: str) -> tuple[dict[str, torch.Tensor], str]:
+    """A small random state dict of ``family`` and the key of its first convolution."""
+    import dataclasses
+
+    from sr_core.archs import asid, hat, spin
+
+    if family == "hat":
+        cfg = dataclasses.replace(hat.config("HAT-S", 2), embed_dim=12, depths=(1,),
+                                  num_heads=(2,), compress_ratio=3, squeeze_factor=4,
+                                  num_feat=8)
+        return _state(hat.build(cfg)), "conv_first.weight"
+    if family == "spin":
+        return _state(spin.build(spin.config("light", 2))), "first_conv.weight"
+    if family == "asid":
+        return _state(asid.build(asid.config("ASID", 2))), "input.weight"
+    return _state(hpinet.build(hpinet.config("S", 2))), "first_conv.weight"
+
+
+FAMILIES = ("hpinet", "hat", "spin", "asid")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_absurd_width_is_refused_before_the_network_is_built(family, monkeypatch):
+    sd, key = _small_state(family)
+    sd[key] = torch.zeros(65536, *sd[key].shape[1:])  # 1.5 MB of weights asking for GBs
+    built = []
+    from sr_core import models
+
+    for fam in models.families():
+        monkeypatch.setattr(fam, "build", lambda cfg, _b=fam.build: built.append(cfg) or _b(cfg))
+    with pytest.raises(CheckpointError) as err:
+        sr_core.load_model(sd)
+    _one_sentence(err, key, "65536", "refused before building")
+    assert built == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("shape", [(), (7,)], ids=["0-D", "1-D"])
+def test_a_weight_of_the_wrong_rank_is_one_sentence(family, shape):
+    sd, key = _small_state(family)
+    sd[key] = torch.ones(shape)
+    with pytest.raises(CheckpointError) as err:
+        sr_core.load_model(sd)
+    _one_sentence(err, key, str(tuple(shape)))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("bad", ["nan", "inf", "int"])
+def test_nan_inf_or_integer_weights_are_refused_naming_the_key(family, bad):
+    sd, key = _small_state(family)
+    w = sd[key].clone()
+    if bad == "int":
+        w = w.to(torch.int32)
+    else:
+        w.view(-1)[3] = float(bad)
+    sd[key] = w
+    with pytest.raises(CheckpointError) as err:
+        sr_core.load_model(sd)
+    _one_sentence(err, key, {"nan": "NaN", "inf": "infinite", "int": "int32"}[bad])
+
+
+def test_random_bytes_are_not_called_pickled_code(tmp_path):
+    import random
+
+    path = tmp_path / "noise.pth"
+    path.write_bytes(random.Random(5).randbytes(4096))
+    with pytest.raises(CheckpointError) as err:
+        sr_core.load_model(path)
+    assert not isinstance(err.value, UnsafeCheckpointError)
+    _one_sentence(err, "noise.pth", "not a readable PyTorch checkpoint")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -97,16 +99,20 @@ def test_a_time_budget_split_over_short_slots_adds_up_and_ends_annealed(tmp_path
                       out=str(tmp_path / "run"), batch=1, patch=12, warmup=1, val_every=10**6,
                       ckpt_every=10**6, workers=0, budget_minutes=0.03,
                       time_limit_minutes=0.012)
-    first = train(cfg, log=lambda m: None)
+    # A fake clock: every reading is 0.25 s after the previous one, however slow the machine.
+    ticks = itertools.count()
+    clock = lambda: 0.25 * next(ticks)  # noqa: E731
+    first = train(cfg, log=lambda m: None, clock=clock)
     assert first["stopped"] == "time limit"
+    assert first["iterations"] == 3  # 0.25, 0.5, 0.75 s: the 0.72 s limit is passed at 3
     assert 0.012 <= first["train_minutes"] < 0.03
     assert (tmp_path / "run" / "best_ema.safetensors").exists()  # validated on the way out
     cfg.time_limit_minutes = None
     messages: list[str] = []
-    second = train(cfg, log=messages.append)
+    second = train(cfg, log=messages.append, clock=clock)
     assert any("resumed" in m for m in messages)
     assert second["stopped"] == "finished"
-    assert second["iterations"] > first["iterations"]
+    assert second["iterations"] == first["iterations"] + 5  # 0.75 s + 5 x 0.25 s >= 1.8 s
     assert second["train_minutes"] >= 0.03
     ckpt = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
     assert ckpt["train_seconds"] == pytest.approx(second["train_minutes"] * 60)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ArchInfo
+from .layers import ArchInfo, in_range, shape_of
 
 INFO = ArchInfo(
     name="asid",
@@ -574,21 +574,33 @@ class ASID(nn.Module):
 _SIGNATURE = "block0.residual_layer.0.SLA1.attn.to_qkv.weight"
 
 
+#: Hyper-parameter ranges detect() accepts: far above ASID (48 features, 3 blocks) and
+#: ASID-D8, but finite, so that absurd shapes are refused before the network is built.
+LIMITS = {"num_feat": (4, 512), "in_ch": (1, 4), "num_blocks": (1, 64), "scale": (1, 8)}
+
+
 def detect(state_dict: Mapping[str, torch.Tensor]) -> ASIDConfig | None:
-    """Recognise an ASID / ASID-D8 state dict and read its configuration from shapes."""
+    """Recognise an ASID / ASID-D8 state dict and read its configuration from shapes.
+
+    Widths, block counts and scales outside :data:`LIMITS` raise CheckpointError."""
     sd = state_dict
     needed = (_SIGNATURE, "block0.residual_layer.0.BlockC.cttn2.temperature", "input.weight",
               "up.0.weight", "block0.res_end.weight")
     if not all(k in sd for k in needed):
         return None
-    feat, in_ch = sd["input.weight"].shape[:2]
-    up = sd["up.0.weight"].shape[0]
+    feat, in_ch = shape_of(sd, "input.weight", 4)[:2]
+    in_range(feat, *LIMITS["num_feat"], "a width of", "input.weight", "ASID")
+    in_range(in_ch, *LIMITS["in_ch"], "an input channel count of", "input.weight", "ASID")
+    up = shape_of(sd, "up.0.weight", 4)[0]
     scale = math.isqrt(max(up // max(in_ch, 1), 1))
     if feat % 4 or scale < 1 or in_ch * scale * scale != up:
         return None
+    in_range(scale, *LIMITS["scale"], "a scale of", "up.0.weight", "ASID")
     n = 0
     while f"block{n}.res_end.weight" in sd:
         n += 1
+        in_range(n, *LIMITS["num_blocks"], "a block count of", f"block{n - 1}.res_end.weight",
+                 "ASID")
     variant = next((v for v, k in _VARIANT_BLOCKS.items() if k == n), f"ASID-D{n}")
     return ASIDConfig(variant=variant, scale=scale, num_blocks=n, num_feat=int(feat),
                       in_ch=int(in_ch))

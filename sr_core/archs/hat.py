@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .layers import ArchInfo
+from .layers import ArchInfo, in_range, shape_of
 
 INFO = ArchInfo(
     name="hat",
@@ -483,6 +483,12 @@ def _square_side(n: int, what: str) -> int:
     return side
 
 
+#: Hyper-parameter ranges detect() accepts: far above HAT-L (180 wide, 12 groups of 6 blocks,
+#: 6 heads), but finite, so that absurd shapes are refused before the network is built.
+LIMITS = {"embed_dim": (6, 1024), "groups": (1, 64), "blocks": (1, 64), "heads": (1, 64),
+          "num_feat": (1, 1024), "mlp_hidden": (1, 8192)}
+
+
 def detect(sd: Mapping[str, torch.Tensor]) -> HATConfig | None:
     """Read a HAT config from a state dict's keys and shapes; ``None`` if it is not HAT.
 
@@ -491,7 +497,8 @@ def detect(sd: Mapping[str, torch.Tensor]) -> HATConfig | None:
     """
     if _MARKER not in sd or "conv_first.weight" not in sd:
         return None
-    dim, in_chans = sd["conv_first.weight"].shape[:2]
+    dim, in_chans = shape_of(sd, "conv_first.weight", 4)[:2]
+    in_range(dim, *LIMITS["embed_dim"], "a width of", "conv_first.weight", "HAT")
     if in_chans != 3:
         raise CheckpointError(
             f"its HAT network takes {in_chans}-channel images; Finescale upscales RGB.")
@@ -502,11 +509,14 @@ def detect(sd: Mapping[str, torch.Tensor]) -> HATConfig | None:
         raise CheckpointError("its HAT network has no pixel-shuffle upsampler; only the "
                               "'pixelshuffle' reconstruction of the SR models is supported.")
 
-    n_layers = 1 + max(int(m.group(1)) for k in sd if (m := _LAYER_KEY.match(k)))
+    layer_keys = {int(m.group(1)): k for k in sd if (m := _LAYER_KEY.match(k))}
+    n_layers = 1 + max(layer_keys)
+    in_range(n_layers, *LIMITS["groups"], "a group count of", layer_keys[n_layers - 1], "HAT")
     depths = [0] * n_layers
     for k in sd:
         if m := _BLOCK_KEY.match(k):
             layer, block = int(m.group(1)), int(m.group(2))
+            in_range(block + 1, *LIMITS["blocks"], "a block count of", k, "HAT")
             depths[layer] = max(depths[layer], block + 1)
 
     heads = []
@@ -514,24 +524,30 @@ def detect(sd: Mapping[str, torch.Tensor]) -> HATConfig | None:
         table = sd.get(f"layers.{layer}.residual_group.overlap_attn.relative_position_bias_table")
         if table is None or table.dim() != 2:
             raise CheckpointError(f"its HAT group {layer} has no overlapping-attention table.")
-        heads.append(int(table.shape[1]))
+        heads.append(in_range(int(table.shape[1]), *LIMITS["heads"], "a head count of",
+                              f"layers.{layer}.residual_group.overlap_attn."
+                              "relative_position_bias_table", "HAT"))
     p = "layers.0.residual_group"
     sa_table = sd.get(f"{p}.blocks.0.attn.relative_position_bias_table")
     if sa_table is None:
         raise CheckpointError("its first HAT group has no attention blocks.")
     ws = (_square_side(sa_table.shape[0], "window attention table") + 1) // 2
     ows = _square_side(sd[_MARKER].shape[0], "overlapping attention table") - ws + 1
+    in_range(ows, 1, 64, "an overlapping window of", _MARKER, "HAT")
     if 16 % ws or ows <= ws or (ows - ws) % 2:
         raise CheckpointError(f"its HAT windows ({ws} and {ows} pixels) are not supported "
                               "(the window must divide 16 and the overlap must be even).")
 
     cab = f"{p}.blocks.0.conv_block.cab"
-    fc1 = sd[f"{p}.overlap_attn.mlp.fc1.weight"].shape[0]
+    fc1 = in_range(shape_of(sd, f"{p}.overlap_attn.mlp.fc1.weight", 2)[0],
+                   *LIMITS["mlp_hidden"], "an MLP width of", f"{p}.overlap_attn.mlp.fc1.weight",
+                   "HAT")
     mlp_ratio = fc1 / dim
     if int(dim * mlp_ratio) != fc1:
         mlp_ratio = math.nextafter(mlp_ratio, math.inf)
 
-    nf = int(sd["conv_before_upsample.0.weight"].shape[0])
+    nf = in_range(shape_of(sd, "conv_before_upsample.0.weight", 4)[0], *LIMITS["num_feat"],
+                  "a feature count of", "conv_before_upsample.0.weight", "HAT")
     ups = sorted(int(m.group(1)) for k in sd if (m := _UPSAMPLE_KEY.match(k)))
     outs = [int(sd[f"upsample.{i}.weight"].shape[0]) for i in ups]
     if outs == [9 * nf]:

@@ -34,7 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ArchInfo, extract_patch_tokens, overlapping_starts, scatter_add_patch_tokens
+from .layers import (
+    ArchInfo,
+    extract_patch_tokens,
+    in_range,
+    overlapping_starts,
+    scatter_add_patch_tokens,
+    shape_of,
+)
 
 INFO = ArchInfo(
     name="hpinet",
@@ -110,6 +117,11 @@ def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
     return n
 
 
+#: Hyper-parameter ranges detect() accepts: far above HPINet-L (64/36/128, depth 2), but
+#: finite, so that absurd shapes are refused before the network is built.
+LIMITS = {"dim": (4, 512), "qk_dim": (1, 512), "mlp_dim": (1, 4096), "depth": (1, 32)}
+
+
 def detect(state_dict: Mapping[str, torch.Tensor]) -> HPINetConfig | None:
     """Recognise an HPINet state dict and read its configuration from keys and shapes.
 
@@ -120,14 +132,20 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> HPINetConfig | None:
     sd = state_dict
     if not all(k in sd for k in _MARKERS):
         return None
-    dim = int(sd["first_conv.weight"].shape[0])
-    qk_dim = int(sd["blocks.0.layers.0.0.fn.to_q.weight"].shape[0])
+    dim = in_range(shape_of(sd, "first_conv.weight", 4)[0], *LIMITS["dim"], "a width of",
+                   "first_conv.weight", "HPINet")
+    q_key = "blocks.0.layers.0.0.fn.to_q.weight"
+    qk_dim = in_range(shape_of(sd, q_key, 2)[0], *LIMITS["qk_dim"], "a key width of", q_key,
+                      "HPINet")
     fc1 = sd.get("blocks.0.layers.0.1.fn.fc1.weight")
     if fc1 is None:
         return None
-    mlp_dim = int(fc1.shape[0])
+    mlp_dim = in_range(shape_of(sd, "blocks.0.layers.0.1.fn.fc1.weight", 2)[0],
+                       *LIMITS["mlp_dim"], "an MLP width of",
+                       "blocks.0.layers.0.1.fn.fc1.weight", "HPINet")
     blocks = _count(sd, r"blocks\.(\d+)\.layers\.0\.0\.fn\.to_q\.weight")
-    depth = _count(sd, r"blocks\.0\.layers\.(\d+)\.0\.fn\.to_q\.weight")
+    depth = in_range(_count(sd, r"blocks\.0\.layers\.(\d+)\.0\.fn\.to_q\.weight"),
+                     *LIMITS["depth"], "a depth of", q_key, "HPINet")
 
     if "upconv1.weight" in sd and "upconv2.weight" in sd:
         scale = 4

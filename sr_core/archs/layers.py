@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+
+from ..errors import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,32 @@ class ArchInfo:
     context: int = 32
     tile_multiple: int = 8
     half_dtypes: tuple[str, ...] = ()
+
+
+def shape_of(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
+    """The shape of ``sd[key]``, refusing a tensor that is not ``ndim``-dimensional.
+
+    Family ``detect()`` functions read hyper-parameters from shapes through this, so that a
+    0-D or 1-D tensor where a convolution weight belongs is one sentence naming the key.
+    """
+    shape = tuple(int(n) for n in sd[key].shape)
+    if len(shape) != ndim:
+        raise CheckpointError(f"its weight '{key}' has shape {shape}, where a {ndim}-D "
+                              "tensor belongs.")
+    return shape
+
+
+def in_range(value: int, low: int, high: int, what: str, key: str, family: str) -> int:
+    """``value`` if ``low <= value <= high``; else a CheckpointError naming the key and value.
+
+    Each family states the hyper-parameter ranges it accepts (far above the published
+    variants, but finite) so that absurd shapes are refused before a network is built.
+    """
+    if not low <= value <= high:
+        raise CheckpointError(
+            f"its weight '{key}' gives {what} {value}, outside the {low}..{high} that {family} "
+            "accepts, so it was refused before building the network.")
+    return value
 
 
 def overlapping_starts(size: int, patch: int) -> tuple[list[int], list[int]]:

@@ -31,9 +31,11 @@ from ..errors import CheckpointError
 from .layers import (
     ArchInfo,
     extract_patch_tokens,
+    in_range,
     overlapping_starts,
     patch_coverage,
     scatter_add_patch_tokens,
+    shape_of,
 )
 
 INFO = ArchInfo(
@@ -88,6 +90,12 @@ def config(variant: str = "light", scale: int = 4) -> SPINConfig:
     return SPINConfig(scale=scale)
 
 
+#: Hyper-parameter ranges detect() accepts: far above SPIN-light (40/24/72, 8 blocks), but
+#: finite, so that absurd shapes are refused before the network is built.
+LIMITS = {"dim": (4, 512), "in_chans": (1, 4), "qk_dim": (1, 512), "mlp_dim": (1, 4096),
+          "num_blocks": (1, 64)}
+
+
 def detect(state_dict: Mapping[str, torch.Tensor]) -> SPINConfig | None:
     """Read a SPIN configuration from a state dict's keys and shapes; None if not SPIN.
 
@@ -101,12 +109,20 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> SPINConfig | None:
               "blocks.0.inter_layer.1.fc1.weight")
     if any(k not in sd for k in needed):
         return None
-    dim, in_chans = (int(n) for n in sd["first_conv.weight"].shape[:2])
-    qk_dim = int(sd["blocks.0.inter_layer.0.sp.weight"].shape[0])
-    mlp_dim = int(sd["blocks.0.inter_layer.1.fc1.weight"].shape[0])
+    dim, in_chans = shape_of(sd, "first_conv.weight", 4)[:2]
+    in_range(dim, *LIMITS["dim"], "a width of", "first_conv.weight", "SPIN")
+    in_range(in_chans, *LIMITS["in_chans"], "an input channel count of", "first_conv.weight",
+             "SPIN")
+    qk_key, mlp_key = "blocks.0.inter_layer.0.sp.weight", "blocks.0.inter_layer.1.fc1.weight"
+    qk_dim = in_range(sd[qk_key].shape[0] if sd[qk_key].dim() else 0, *LIMITS["qk_dim"],
+                      "a key width of", qk_key, "SPIN")
+    mlp_dim = in_range(sd[mlp_key].shape[0] if sd[mlp_key].dim() else 0, *LIMITS["mlp_dim"],
+                       "an MLP width of", mlp_key, "SPIN")
     num_blocks = 0
     while f"blocks.{num_blocks}.inter_layer.0.sp.weight" in sd:
         num_blocks += 1
+        in_range(num_blocks, *LIMITS["num_blocks"], "a block count of",
+                 f"blocks.{num_blocks - 1}.inter_layer.0.sp.weight", "SPIN")
     if "upconv1.weight" in sd and "upconv2.weight" in sd:
         scale = 4
     elif "upconv.weight" in sd:

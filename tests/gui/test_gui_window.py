@@ -292,3 +292,24 @@ def test_finescale_gui_opens_the_files_given_on_its_command_line(qtbot, cache, t
         for s, h in handlers.items():
             signal.signal(s, h)
     assert seen["title"] == "cli.png \u2014 Finescale"
+
+
+def test_a_long_job_asks_first_and_no_means_nothing_starts(window, monkeypatch) -> None:
+    """Issue 18: the window sizes the job and asks before one of more than a few minutes."""
+    from sr_core import sizing
+
+    w = window
+    asked: list[str] = []
+    monkeypatch.setattr(w, "confirm", lambda text: asked.append(text) or False)
+    monkeypatch.setattr(sizing, "seconds_per_megapixel", lambda family, device="cpu": 1e6)
+    c = w.options.choice()
+
+    class _Pic:
+        class photo:
+            width, height, alpha, bit_depth = 400, 300, None, 8
+
+    w.picture = _Pic()
+    assert w._ready_for(c, (1600, 1200)) is False
+    assert len(asked) == 1 and "1600x1200" in asked[0] and "h" in asked[0]
+    monkeypatch.setattr(sizing, "seconds_per_megapixel", lambda family, device="cpu": 1.0)
+    assert w._ready_for(c, (1600, 1200)) is True and len(asked) == 1
