@@ -44,6 +44,8 @@ def main() -> int:
     ap.add_argument("--preset", action="append", help="real, mild or clean (repeat; default all)")
     ap.add_argument("--dataset", action="append", help="Set5, Set14, B100 (repeat; default all)")
     ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--protocol", default="auto", choices=("auto", "official", "whole"),
+                    help="how the network sees each LR (auto: ASID's official 64/24 tiles)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args()
 
@@ -60,18 +62,21 @@ def main() -> int:
         ids = args.model or [f"finescale-asid-x{args.scale}", f"finescale-asid-x{args.scale}-photo"]
         models = [(m, m) for m in ids]
     rows: list[dict[str, Any]] = []
-    print(f"x{args.scale}; PSNR dB / SSIM on Y; gain = model - Lanczos (dB)")
+    print(f"x{args.scale}, protocol {args.protocol}; PSNR dB / SSIM on Y; "
+          "gain = model - Lanczos (dB)")
     for preset in presets:
         degradation = None if preset == "clean" else preset
         base = {name: evaluate(name, datasets, args.scale, degradation=degradation)
                 for name in ("lanczos", "bicubic")}
         for label, model in models:
             t0 = time.perf_counter()
-            res = evaluate(model, datasets, args.scale, degradation=degradation)
+            res = evaluate(model, datasets, args.scale, degradation=degradation,
+                           protocol=args.protocol)
             secs = time.perf_counter() - t0
             for i, d in enumerate(res.results):
                 lz, bc = base["lanczos"].results[i], base["bicubic"].results[i]
                 row = {"preset": preset, "dataset": d.dataset, "model": label,
+                       "protocol": res.protocol,
                        "psnr": round(d.psnr, 3), "ssim": round(d.ssim, 4),
                        "lanczos_psnr": round(lz.psnr, 3), "bicubic_psnr": round(bc.psnr, 3),
                        "gain_over_lanczos": round(d.psnr - lz.psnr, 3), "seconds": round(secs, 1)}
