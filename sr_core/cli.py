@@ -699,6 +699,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    help="'auto', 0 (whole image) or the tile side in pixels")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    _add_clean_up(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     from .cluster import add_arguments as add_ray_arguments
 
