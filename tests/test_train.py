@@ -165,8 +165,9 @@ def test_init_of_another_scale_needs_init_partial_which_keeps_the_body(tmp_path)
 def test_init_of_another_architecture_is_one_sentence(tmp_path, capsys) -> None:
     from sr_core.cli import main
 
-    code = main(["train", "--arch", "spin", "--scale", "4", "--data", str(tmp_path),
-                 "--val", str(tmp_path), "--out", str(tmp_path / "run"),
+    _images(tmp_path / "data", 1, (64, 64), seed=8)
+    code = main(["train", "--arch", "spin", "--scale", "4", "--data", str(tmp_path / "data"),
+                 "--val", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
                  "--init", "finescale-asid-x4"])
     err = capsys.readouterr().err
     assert code == 1
