@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QRectF, QStandardPaths, Qt, QUrl
+from PySide6.QtCore import QMimeData, QRectF, QStandardPaths, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -32,6 +32,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QButtonGroup,
+    QComboBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -56,8 +57,18 @@ from .compare import CompareView
 from .display import DisplayImage
 from .models_dialog import ModelsDialog
 from .options_panel import OptionsPanel
+from .session import PreviewKey, Session, preview_region
 from .settings import Settings
-from .worker import LoadRequest, Picture, UpscaleJob, UpscaleResult, UpscaleWorker, WorkerThread
+from .worker import (
+    LoadRequest,
+    Picture,
+    PreviewJob,
+    PreviewResult,
+    UpscaleJob,
+    UpscaleResult,
+    UpscaleWorker,
+    WorkerThread,
+)
 
 APP_NAME = "Finescale"
 IMAGE_FILTER = ("Pictures (*.png *.jpg *.jpeg *.jpe *.jfif *.webp *.tif *.tiff *.bmp);;"
@@ -67,6 +78,11 @@ PLACEHOLDER = ("Drop a photo anywhere on this window\n"
                "Help \u2192 Open sample picture gives you one to try.")
 #: How far the unfinished part of the preview is dimmed towards grey while a run goes on.
 PREVIEW_DIM = 0.55
+#: How the original may be enlarged beside the result (settings key "original_as").
+ORIGINAL_AS = (("pixels", "pixels"), ("smooth", "smooth (Lanczos)"))
+#: A preview re-runs this long after the model or the clean-up last changed (a slider drag
+#: runs it once, at its end).
+RERUN_DELAY_MS = 300
 
 
 def about_html() -> str:
@@ -173,13 +189,21 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.settings = settings or Settings()
-        self.picture: Picture | None = None
-        self.result: UpscaleResult | None = None
-        self._job: UpscaleJob | None = None
+        self.session = Session()
         self._load: LoadRequest | None = None
-        self._preview: DisplayImage | None = None
+        self._canvas: DisplayImage | None = None  # the whole picture filling in as tiles end
+        self._tiles = (0, 0)  # tiles done, tiles in all, of the run under way
+        self._pct = -1  # per cent shown for the run under way
+        self._fit_preview = False
+        self._base: DisplayImage | None = None
+        self._base_for: Picture | None = None
         self._models_dialog: ModelsDialog | None = None
         self._closed = False
+
+        self._rerun_timer = QTimer(self)  # re-runs the preview once the choices rest
+        self._rerun_timer.setSingleShot(True)
+        self._rerun_timer.setInterval(RERUN_DELAY_MS)
+        self._rerun_timer.timeout.connect(self._rerun_preview)
 
         self._thread = WorkerThread(UpscaleWorker(), "finescale-upscale")
         w: UpscaleWorker = self._thread.worker  # type: ignore[assignment]
@@ -187,8 +211,10 @@ class MainWindow(QMainWindow):
         w.status.connect(self._on_status)
         w.download.connect(self._on_download)
         w.progress.connect(self._on_progress)
+        w.fraction.connect(self._on_fraction)
         w.tile.connect(self._on_tile)
         w.finished.connect(self._on_finished)
+        w.previewed.connect(self._on_previewed)
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
 
@@ -204,13 +230,14 @@ class MainWindow(QMainWindow):
             self.resize(1280, 820)
         self.compare.set_mode(self.settings.get("compare_mode"))
         self._sync_mode_buttons()
+        self.set_original_as(self.settings.get("original_as"))
         w.submit(None)  # import torch in the worker's thread now, not on the first click
 
     # --- layout -----------------------------------------------------------------------------
     def _build(self) -> None:
         self.options = OptionsPanel(self.settings, self)
         self.options.manage_models.connect(self.show_models)
-        self.options.changed.connect(self._update_buttons)
+        self.options.changed.connect(self._on_options_changed)
         scroll = QScrollArea(self)
         scroll.setWidget(self.options)
         scroll.setWidgetResizable(True)
@@ -275,6 +302,17 @@ class MainWindow(QMainWindow):
         self.flip_button = self._tool("Flip", "Swap original and result (Space)", self.flip)
         for b in (self.side_button, self.wipe_button, self.flip_button):
             bar.addWidget(b)
+        bar.addSpacing(16)
+        bar.addWidget(QLabel("Original as", self))
+        self.original_combo = QComboBox(self)
+        for key, text in ORIGINAL_AS:
+            self.original_combo.addItem(text, key)
+        self.original_combo.setToolTip(
+            "How the original is enlarged beside the result: pixel by pixel, or smoothly "
+            "(Lanczos, like an ordinary enlargement), to see what the model adds")
+        self.original_combo.currentIndexChanged.connect(
+            lambda: self.set_original_as(self.original_combo.currentData()))
+        bar.addWidget(self.original_combo)
         bar.addStretch(1)
         for text, tip, slot in (
                 ("Fit", "Fit the picture in the view (Ctrl+0)", self.compare.fit),
@@ -317,9 +355,13 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(False)
         self.run_label = QLabel("", self)
         self.run_label.setMinimumWidth(260)
-        self.upscale_button = QPushButton("Upscale", self)
+        self.preview_button = QPushButton("Preview", self)
+        self.preview_button.setToolTip("Upscale only the part in view, in seconds, to judge "
+                                       "the model (P); nothing is written")
+        self.preview_button.clicked.connect(self.preview)
+        self.upscale_button = QPushButton("Upscale whole picture", self)
         self.upscale_button.setObjectName("primary")
-        self.upscale_button.setToolTip("Upscale the picture (Ctrl+Return)")
+        self.upscale_button.setToolTip("Upscale the whole picture and save it (Ctrl+Return)")
         self.upscale_button.setMinimumWidth(120)
         self.upscale_button.clicked.connect(self.upscale)
         self.cancel_button = QPushButton("Cancel", self)
@@ -328,6 +370,7 @@ class MainWindow(QMainWindow):
         row2.addWidget(self.progress, 1)
         row2.addWidget(self.run_label)
         row2.addWidget(self.cancel_button)
+        row2.addWidget(self.preview_button)
         row2.addWidget(self.upscale_button)
         lay.addLayout(row2)
         return box
@@ -355,7 +398,9 @@ class MainWindow(QMainWindow):
         self._action(f, "&Paste picture", self.paste, (QKeySequence.StandardKey.Paste,))
         self._action(f, "Convert a &folder\u2026", self._choose_batch_folder)
         f.addSeparator()
-        self.upscale_action = self._action(f, "&Upscale", self.upscale,
+        self.preview_action = self._action(f, "&Preview the part in view", self.preview,
+                                           ("P",))
+        self.upscale_action = self._action(f, "&Upscale whole picture", self.upscale,
                                            ("Ctrl+Return", "Ctrl+Enter"))
         self.cancel_action = self._action(f, "&Cancel", self.cancel, ("Esc",))
         f.addSeparator()
@@ -443,7 +488,7 @@ class MainWindow(QMainWindow):
         if self._load is None or rid != self._load.id:
             return
         self._load = None
-        self.picture, self.result, self._preview = picture, None, None
+        self.session.open(picture)
         w, h = picture.display.width, picture.display.height
         self.compare.set_before(picture.display, f"Original  {w:,} \u00d7 {h:,}")
         self.options.set_input_size((w, h))
@@ -454,8 +499,22 @@ class MainWindow(QMainWindow):
         self._update_buttons()
 
     # --- upscaling --------------------------------------------------------------------------
+    @property
+    def picture(self) -> Picture | None:
+        """The picture shown."""
+        return self.session.picture
+
+    @property
+    def result(self) -> UpscaleResult | None:
+        """The last whole-photo result of the picture shown (None before one)."""
+        return self.session.result
+
+    @property
+    def _job(self) -> UpscaleJob | PreviewJob | None:
+        return self.session.job
+
     def _busy(self) -> bool:
-        return self._job is not None
+        return self.session.job is not None
 
     def output_folder(self, picture: Picture) -> Path:
         """Where the result of ``picture`` goes: the chosen folder, else the original's
@@ -472,19 +531,27 @@ class MainWindow(QMainWindow):
             QStandardPaths.StandardLocation.PicturesLocation) or str(Path.home())
         return Path(pictures) / APP_NAME
 
-    def upscale(self) -> None:
-        """Upscale the picture shown with the chosen model and options."""
-        if self._busy():
-            return
+    def _ready_to_run(self) -> bool:
+        """True when a picture and a model are there; else say what is missing."""
         if self.picture is None:
             self.message.show_message("Open a picture first (drop one on the window, or "
                                       "Ctrl+O).", error=True)
-            return
-        c = self.options.choice()
-        if not c.model:
+            return False
+        if not self.options.choice().model:
             self.message.show_message("No model is available; open Models \u2192 Manage "
                                       "models to download one.", error=True)
+            return False
+        return True
+
+    def upscale(self) -> None:
+        """Upscale the whole picture shown with the chosen model and options."""
+        if self.session.running(UpscaleJob) or not self._ready_to_run():
             return
+        assert self.picture is not None
+        if self.session.running(PreviewJob):  # the whole photo wins over a preview
+            self.session.job.cancel.set()
+            self.session.end()
+        c = self.options.choice()
         folder = self.output_folder(self.picture)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -495,27 +562,83 @@ class MainWindow(QMainWindow):
         self.message.hide()
         job = UpscaleJob(self.picture, c.model, folder, c.out_format, c.quality, c.scale,
                          c.width, c.height, c.device, clean_up=c.clean_up)
-        self._job, self.result = job, None
+        self.session.start(job)
         size = self.options.output_size() or (self.picture.display.width * c.model_scale,
                                               self.picture.display.height * c.model_scale)
-        self._preview = self.picture.display.copy()
-        self._preview.dim(PREVIEW_DIM)
-        self.compare.set_after(self._preview, "Upscaling\u2026", scene=size)
-        self.progress.setRange(0, 0)
-        self.run_label.setText("Starting\u2026")
-        self._update_buttons()
+        self._canvas = self.picture.display.copy()
+        self._canvas.dim(PREVIEW_DIM)
+        self.compare.set_after(self._canvas, "Upscaling\u2026", scene=size)
+        self._begin_run("Upscaling the whole picture\u2026")
         self._thread.worker.submit(job)  # type: ignore[attr-defined]
 
+    def preview(self) -> None:
+        """Upscale only the part of the picture in view (at most 256 x 256 input pixels)
+        and show it over the original: what the model does, in seconds, nothing written."""
+        if self.session.running(UpscaleJob):
+            self.message.show_message("An upscale is running; cancel it (Esc) before "
+                                      "previewing.", error=True)
+            return
+        if not self._ready_to_run():
+            return
+        self._start_preview(self._region_in_view(), fit=True)
+
+    def _region_in_view(self) -> tuple[int, int, int, int]:
+        pic = self.picture
+        assert pic is not None
+        rect = self.compare.visible_scene_rect()
+        fx = pic.display.width / self.compare.state.scene_w
+        fy = pic.display.height / self.compare.state.scene_h
+        return preview_region((rect.x() * fx, rect.y() * fy, rect.width() * fx,
+                               rect.height() * fy), pic.display.width, pic.display.height)
+
+    def _start_preview(self, region: tuple[int, int, int, int], *, fit: bool) -> None:
+        if self.session.running(PreviewJob):
+            self.session.job.cancel.set()
+        c = self.options.choice()
+        job = PreviewJob(self.picture, c.model, region, c.device, c.clean_up)
+        self._fit_preview = fit
+        self.message.hide()
+        self.session.start(job)
+        self._begin_run(f"Previewing a {region[2]} \u00d7 {region[3]} region\u2026")
+        self._thread.worker.submit(job)  # type: ignore[attr-defined]
+
+    def _begin_run(self, text: str) -> None:
+        self._pct = -1
+        self.progress.setRange(0, 0)
+        self.run_label.setText("Starting\u2026")
+        self.statusBar().showMessage(text)  # replaces what the last run left there
+        self._update_buttons()
+
+    def _on_options_changed(self) -> None:
+        self._update_buttons()
+        if self.picture is None or self.session.running(UpscaleJob):
+            return
+        c = self.options.choice()
+        if c.model and self.session.preview_outdated(PreviewKey(c.model, c.clean_up, c.device)):
+            self._rerun_timer.start()  # a slider drag re-runs once it rests
+
+    def _rerun_preview(self) -> None:
+        """Run the preview again, same region, with the model and clean-up now chosen."""
+        if self.picture is None or self.session.running(UpscaleJob):
+            return
+        c = self.options.choice()
+        if not c.model or not self.session.preview_outdated(
+                PreviewKey(c.model, c.clean_up, c.device)):
+            return
+        job = self.session.job if self.session.running(PreviewJob) else None
+        region = job.region if job is not None else self.session.preview.region
+        self._start_preview(region, fit=False)
+
     def cancel(self) -> None:
-        """Stop the running upscale within one tile; nothing is written."""
-        if self._job is not None:
-            self._job.cancel.set()
+        """Stop the running upscale or preview within one layer; nothing is written."""
+        if self.session.job is not None:
+            self.session.job.cancel.set()
             self.run_label.setText("Cancelling\u2026")
         elif self.batch.is_running() and self.tabs.currentWidget() is self.batch:
             self.batch.cancel()
 
     def _current(self, rid: int) -> bool:
-        return self._job is not None and rid == self._job.id
+        return self.session.is_current(rid)
 
     def _on_status(self, rid: int, text: str) -> None:
         if self._current(rid):
@@ -534,22 +657,36 @@ class MainWindow(QMainWindow):
             self.run_label.setText(f"Downloading the model: {done / 1e6:.1f} MB")
 
     def _on_progress(self, rid: int, done: int, total: int, eta: float) -> None:
+        if self._current(rid):
+            self._tiles = (done, total)
+
+    def _on_fraction(self, rid: int, fraction: float, eta: float) -> None:
         if not self._current(rid):
             return
+        pct = int(100 * fraction)
+        if pct == self._pct and fraction < 1:
+            return  # the screen changes once per per cent, however often layers end
+        self._pct = pct
         self.progress.setRange(0, 1000)
-        self.progress.setValue(int(1000 * done / max(1, total)))
-        left = eta_text(eta) if done < total else "saving\u2026"
-        self.run_label.setText(f"Tile {done} of {total} \u2014 {left}")
-        self.compare.set_after_label(f"Upscaling  {round(100 * done / max(1, total))} %")
+        self.progress.setValue(int(1000 * fraction))
+        what = "Preview" if self.session.running(PreviewJob) else "Upscaling"
+        left = eta_text(eta) if eta >= 0 and fraction < 1 else ""
+        done, total = self._tiles
+        tiles = f" (tile {min(done + 1, total)} of {total})" if total > 1 else ""
+        self.run_label.setText(f"{what} {pct} %{tiles}" + (f" \u2014 {left}" if left else ""))
+        if self.session.running(UpscaleJob):
+            self.compare.set_after_label(f"Upscaling  {pct} %")
 
     def _on_tile(self, rid: int, y0: int, x0: int, rgb: np.ndarray) -> None:
-        if self._current(rid) and self._preview is not None:
-            self._preview.update_region(y0, x0, rgb)
+        if self._current(rid) and self._canvas is not None:
+            self._canvas.update_region(y0, x0, rgb)
             self.compare.refresh()
 
     def _end_job(self) -> None:
-        self._job = None
-        self._preview = None
+        self.session.end()
+        self._canvas = None
+        self._tiles = (0, 0)
+        self._pct = -1
         self.progress.setRange(0, 1000)
         self._update_buttons()
 
@@ -557,10 +694,9 @@ class MainWindow(QMainWindow):
         if not self._current(rid):
             return
         self._end_job()
-        self.result = result
+        self.session.finished_upscale(result)
         w, h = result.display.width, result.display.height
-        self.compare.set_after(result.display, f"{result.model_name}  {w:,} \u00d7 {h:,}",
-                               scene=(w, h))
+        self._show_latest()
         self.progress.setValue(1000)
         self.run_label.setText(f"Done in {result.seconds:.1f} s")
         self.statusBar().showMessage(f"Saved {result.path}")
@@ -569,6 +705,23 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_buttons()
         self.options.refresh_models()  # a model may have been downloaded on the way
+
+    def _on_previewed(self, rid: int, preview: PreviewResult) -> None:
+        if not self._current(rid):
+            return
+        self._end_job()
+        self.session.finished_preview(preview)
+        self._show_latest()
+        if self._fit_preview:
+            x, y, w, h = (v * preview.scale for v in preview.region)
+            self.compare.show_scene_rect(QRectF(x, y, w, h))
+        self.progress.setValue(1000)
+        self.run_label.setText(f"Preview in {preview.seconds:.1f} s")
+        rw, rh = preview.region[2:]
+        self.statusBar().showMessage(
+            f"Preview of a {rw} \u00d7 {rh} region with {preview.model_name}; change the model "
+            "or the clean-up to compare, or press Upscale for the whole picture.")
+        self.options.refresh_models()
 
     def _on_failed(self, rid: int, text: str) -> None:
         if self._load is not None and rid == self._load.id:
@@ -592,15 +745,42 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Cancelled; nothing was written.")
 
     def _abandon_job(self, label: str) -> None:
-        """A run that produced nothing: the original comes back in place of the preview."""
+        """A run that produced nothing: what was shown before it comes back."""
         self._end_job()
-        self._drop_preview()
+        self._show_latest()
         self.progress.setValue(0)
         self.run_label.setText(label)
 
-    def _drop_preview(self) -> None:
-        if self.picture is not None and self.compare.before is not None:
-            self.compare.set_before(self.picture.display, self.compare.before.label)
+    def _show_latest(self) -> None:
+        """Show the picture with its last finished output: the whole result, the preview
+        over the original, or nothing beside the original."""
+        pic, s = self.picture, self.session
+        if pic is None:
+            return
+        if s.latest == "result" and s.result is not None:
+            r = s.result
+            w, h = r.display.width, r.display.height
+            self.compare.set_after(r.display, f"{r.model_name}  {w:,} \u00d7 {h:,}",
+                                   scene=(w, h))
+        elif s.latest == "preview" and s.preview is not None:
+            p = s.preview
+            k = p.scale
+            x, y, w, h = p.region
+            self.compare.set_after(self._preview_base(), f"Preview: {p.model_name}",
+                                   scene=(pic.display.width * k, pic.display.height * k),
+                                   inset=p.display, inset_rect=(x * k, y * k, w * k, h * k))
+        elif self.compare.after is not None and self.compare.before is not None:
+            self.compare.set_before(pic.display, self.compare.before.label)
+
+    def _preview_base(self) -> DisplayImage:
+        """The original, dimmed: what surrounds a preview (made once per picture)."""
+        pic = self.picture
+        assert pic is not None
+        if self._base_for is not pic:
+            self._base = pic.display.copy()
+            self._base.dim(PREVIEW_DIM)
+            self._base_for = pic
+        return self._base
 
     # --- views ------------------------------------------------------------------------------
     def set_compare_mode(self, mode: str) -> None:
@@ -608,6 +788,15 @@ class MainWindow(QMainWindow):
         self.compare.set_mode(mode)
         self.settings.set("compare_mode", mode)
         self._sync_mode_buttons()
+
+    def set_original_as(self, how: str) -> None:
+        """Draw the original enlarged ``"pixels"`` (nearest neighbour) or ``"smooth"``
+        (Lanczos); remembered between runs."""
+        self.compare.set_original_smooth(how == "smooth")
+        self.settings.set("original_as", how)
+        index = self.original_combo.findData(how)
+        if index >= 0 and index != self.original_combo.currentIndex():
+            self.original_combo.setCurrentIndex(index)
 
     def _sync_mode_buttons(self) -> None:
         self.side_button.setChecked(self.compare.mode == "side")
@@ -662,9 +851,11 @@ class MainWindow(QMainWindow):
 
     def _update_buttons(self) -> None:
         busy = self._busy()
-        can = self.picture is not None and not busy and bool(self.options.model_id())
-        self.upscale_button.setEnabled(can)
-        self.upscale_action.setEnabled(can)
+        can = (self.picture is not None and not self.session.running(UpscaleJob)
+               and bool(self.options.model_id()))
+        for widget in (self.upscale_button, self.upscale_action, self.preview_button,
+                       self.preview_action):
+            widget.setEnabled(can)
         self.cancel_button.setEnabled(busy)
         self.show_button.setEnabled(self.result is not None and not busy)
 
@@ -714,7 +905,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.settings.set_geometry(self.saveGeometry())
         self.settings.set("out_dir", self.out_edit.text().strip())
-        pending = [r.cancel for r in (self._job, self._load) if r is not None]
+        pending = [r.cancel for r in (self.session.job, self._load) if r is not None]
         self._thread.stop(pending)
         self.batch.shutdown()
         if self._models_dialog is not None:

@@ -47,8 +47,8 @@ def preview_region(view: tuple[float, float, float, float], width: int, height: 
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         w, h = w * f, h * f
         x0, y0 = cx - w / 2, cy - h / 2
-    side_w = min(width, max(PREVIEW_MIN_SIDE, round(w)))
-    side_h = min(height, max(PREVIEW_MIN_SIDE, round(h)))
+    side_w = min(width, max(PREVIEW_MIN_SIDE, int(w + 1e-6)))  # down: stay within the budget
+    side_h = min(height, max(PREVIEW_MIN_SIDE, int(h + 1e-6)))
     x = min(max(0, round(x0 + (w - side_w) / 2)), width - side_w)
     y = min(max(0, round(y0 + (h - side_h) / 2)), height - side_h)
     return x, y, side_w, side_h
