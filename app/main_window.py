@@ -11,7 +11,18 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QRectF, QStandardPaths, Qt, QTimer, QUrl
+from PySide6.QtCore import (
+    QEvent,
+    QMimeData,
+    QObject,
+    QPoint,
+    QRectF,
+    QStandardPaths,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -126,7 +137,11 @@ def photo_from_qimage(image: QImage) -> object:
 
 
 class MessageBar(QFrame):
-    """One sentence across the top of the window: an error (red) or a notice (green)."""
+    """One sentence over the bottom of the picture or the batch list: an error (red) or a
+    notice (green). It floats over the view (the window places it), so showing or hiding it
+    never moves the rest of the layout."""
+
+    shown = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -152,6 +167,8 @@ class MessageBar(QFrame):
                            f"QLabel {{ color: {fg}; }}")
         self.label.setText(text)
         self.show()
+        self.raise_()
+        self.shown.emit()
 
     def text(self) -> str:
         """The sentence shown ('' when hidden)."""
@@ -208,6 +225,7 @@ class MainWindow(QMainWindow):
         self._thread = WorkerThread(UpscaleWorker(), "finescale-upscale")
         w: UpscaleWorker = self._thread.worker  # type: ignore[assignment]
         w.loaded.connect(self._on_loaded)
+        w.paired.connect(self._on_paired)
         w.status.connect(self._on_status)
         w.download.connect(self._on_download)
         w.progress.connect(self._on_progress)
@@ -266,15 +284,52 @@ class MainWindow(QMainWindow):
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
         split.setCollapsible(1, False)
-        self.message = MessageBar(self)
         central = QWidget(self)
         lay = QVBoxLayout(central)
         lay.setContentsMargins(8, 8, 8, 8)
-        lay.addWidget(self.message)
         lay.addWidget(split, 1)
         self.setCentralWidget(central)
+        self.message = MessageBar(central)  # floats: not in the layout (see _place_message)
+        self.message.shown.connect(self._place_message)
+        for watched in (self.compare, self.batch.table, self.tabs):
+            watched.installEventFilter(self)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.batch.running_changed.connect(self._on_batch_running)
+        self.batch.open_pair.connect(self.open_pair)
         self.overlay = DropOverlay(central)
         self.statusBar().showMessage("Ready.")
+
+    def _place_message(self) -> None:
+        """Float the message bar over the bottom of the picture (or the batch list)."""
+        if not self.message.isVisible():
+            return
+        anchor = self.batch.table if self.tabs.currentWidget() is self.batch else self.compare
+        corner = anchor.mapTo(self.centralWidget(), QPoint(0, 0))
+        width = max(160, anchor.width() - 24)
+        height = (self.message.heightForWidth(width) if self.message.hasHeightForWidth()
+                  else self.message.sizeHint().height())
+        height = max(height, self.message.minimumSizeHint().height())
+        self.message.setGeometry(corner.x() + 12, corner.y() + anchor.height() - height - 12,
+                                 width, height)
+        self.message.raise_()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Keep the floating message bar in place as the views move or change size."""
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show):
+            self._place_message()
+        return super().eventFilter(watched, event)
+
+    def _on_tab_changed(self, index: int) -> None:
+        on_batch = self.tabs.widget(index) is self.batch
+        # The output size line is about the picture shown; a batch's files each have theirs.
+        pic = self.session.picture
+        self.options.set_input_size(None if on_batch or pic is None else
+                                    (pic.display.width, pic.display.height))
+        self._place_message()
+
+    def _on_batch_running(self, running: bool) -> None:
+        self.statusBar().showMessage("Converting the folder\u2026" if running else
+                                     "Batch ended; the summary is in the Batch tab.")
 
     def _tool(self, text: str, tip: str, slot: object, *, checkable: bool = False) -> QToolButton:
         b = QToolButton(self)
@@ -495,6 +550,27 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.run_label.setText("")
         self.statusBar().showMessage(f"{picture.name}: {w:,} \u00d7 {h:,} pixels.")
+        self._update_title()
+        self._update_buttons()
+
+    def open_pair(self, original: Path, result: Path) -> None:
+        """Show a finished batch file: ``original`` beside its ``result``, in the compare view."""
+        if self._busy():
+            self.message.show_message("An upscale is running; cancel it (Esc) before opening "
+                                      "another picture.", error=True)
+            return
+        self.tabs.setCurrentWidget(self.picture_tab)
+        self.message.hide()
+        self._start_load(LoadRequest(path=original, result=result))
+
+    def _on_paired(self, rid: int, picture: Picture, out: Picture) -> None:
+        if self._load is None or rid != self._load.id:
+            return
+        self._on_loaded(rid, picture)
+        self.session.finished_upscale(UpscaleResult(None, out.path, out.photo, out.display,
+                                                    0.0, out.name))
+        self._show_latest()
+        self.statusBar().showMessage(f"{picture.name} beside its result {out.name}.")
         self._update_title()
         self._update_buttons()
 

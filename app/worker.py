@@ -54,6 +54,7 @@ class LoadRequest:
     path: Path | None = None
     photo: Any = None
     name: str = ""
+    result: Path | None = None  # a finished result of ``path`` to show beside it (batch row)
     id: int = field(default_factory=lambda: next(_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -118,7 +119,7 @@ class PreviewResult:
 class UpscaleResult:
     """A finished upscale: where it was written and what to show."""
 
-    job: UpscaleJob
+    job: UpscaleJob | None  # None: a result written earlier (a batch's), opened to compare
     path: Path
     photo: Any
     display: DisplayImage
@@ -207,7 +208,8 @@ class UpscaleWorker(QObject):
     """Runs :class:`LoadRequest` and :class:`UpscaleJob` requests in its thread.
 
     Signals (the first argument is always the request id):
-        loaded(id, Picture); status(id, text) -- what is happening, one sentence;
+        loaded(id, Picture); paired(id, Picture, result Picture) -- a request with a
+        ``result``; status(id, text) -- what is happening, one sentence;
         download(id, done_bytes, total_bytes) -- total 0 when unknown;
         progress(id, done_tiles, total_tiles, eta_seconds);
         fraction(id, fraction_done, eta_seconds or -1) -- as the network's layers finish;
@@ -217,6 +219,7 @@ class UpscaleWorker(QObject):
     """
 
     loaded = Signal(int, object)
+    paired = Signal(int, object, object)
     status = Signal(int, str)
     download = Signal(int, object, object)
     progress = Signal(int, int, int, float)
@@ -276,7 +279,13 @@ class UpscaleWorker(QObject):
         else:
             photo, name, path = req.photo, req.name or "Pasted picture", None
         display = DisplayImage.from_photo(photo)
-        self.loaded.emit(req.id, Picture(photo, display, name, path))
+        picture = Picture(photo, display, name, path)
+        if req.result is None:
+            self.loaded.emit(req.id, picture)
+            return
+        out = read_image(req.result)
+        self.paired.emit(req.id, picture, Picture(out, DisplayImage.from_photo(out),
+                                                  req.result.name, req.result))
 
     # --- upscaling --------------------------------------------------------------------------
     def _model(self, job: UpscaleJob | PreviewJob) -> Any:
