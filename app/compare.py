@@ -459,6 +459,15 @@ class CompareView(QWidget):
         if self.state.fit:
             self.fit()
 
+    def set_before_layer(self, image: DisplayImage, label: str, *,
+                         inset: DisplayImage | None = None,
+                         inset_rect: tuple[float, float, float, float] | None = None) -> None:
+        """Replace what the "before" side shows (e.g. another model's preview) without
+        touching the scene, the view or the result."""
+        self.before = Layer(image, label, smooth=self.smooth_before, inset=inset,
+                            inset_rect=inset_rect)
+        self._arrange()
+
     def set_original_smooth(self, smooth: bool) -> None:
         """Draw the original enlarged with Lanczos (``True``) or pixel by pixel."""
         self.smooth_before = smooth

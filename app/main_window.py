@@ -136,6 +136,17 @@ def photo_from_qimage(image: QImage) -> object:
                  alpha=None if opaque else alpha.astype(np.float32) / 255.0)
 
 
+def _original_label(picture: Picture) -> str:
+    """The label over the original in the compare view."""
+    return f"Original  {picture.display.width:,} \u00d7 {picture.display.height:,}"
+
+
+def _preview_label(preview: PreviewResult) -> str:
+    """The label over a preview: the model, and the clean-up where there is one."""
+    c = preview.job.clean_up
+    return f"Preview: {preview.model_name}" + (f", clean-up {c:.2f}" if c is not None else "")
+
+
 class MessageBar(QFrame):
     """One sentence over the bottom of the picture or the batch list: an error (red) or a
     notice (green). It floats over the view (the window places it), so showing or hiding it
@@ -368,6 +379,11 @@ class MainWindow(QMainWindow):
         self.original_combo.currentIndexChanged.connect(
             lambda: self.set_original_as(self.original_combo.currentData()))
         bar.addWidget(self.original_combo)
+        self.rival_button = self._tool(
+            "Previous preview", "Show the previous preview of the same region (the model or "
+            "clean-up chosen before) in place of the original: model against model",
+            self._show_before, checkable=True)
+        bar.addWidget(self.rival_button)
         bar.addStretch(1)
         for text, tip, slot in (
                 ("Fit", "Fit the picture in the view (Ctrl+0)", self.compare.fit),
@@ -545,7 +561,7 @@ class MainWindow(QMainWindow):
         self._load = None
         self.session.open(picture)
         w, h = picture.display.width, picture.display.height
-        self.compare.set_before(picture.display, f"Original  {w:,} \u00d7 {h:,}")
+        self.compare.set_before(picture.display, _original_label(picture))
         self.options.set_input_size((w, h))
         self.progress.setValue(0)
         self.run_label.setText("")
@@ -842,11 +858,29 @@ class MainWindow(QMainWindow):
             p = s.preview
             k = p.scale
             x, y, w, h = p.region
-            self.compare.set_after(self._preview_base(), f"Preview: {p.model_name}",
+            self.compare.set_after(self._preview_base(), _preview_label(p),
                                    scene=(pic.display.width * k, pic.display.height * k),
                                    inset=p.display, inset_rect=(x * k, y * k, w * k, h * k))
         elif self.compare.after is not None and self.compare.before is not None:
-            self.compare.set_before(pic.display, self.compare.before.label)
+            self.compare.set_before(pic.display, _original_label(pic))
+        self._show_before()
+        self._update_buttons()
+
+    def _show_before(self) -> None:
+        """The "before" side: the original, or the previous preview of the same region
+        (another model or clean-up) when "Previous preview" is on: model against model."""
+        pic, s = self.picture, self.session
+        if pic is None or self.compare.before is None:
+            return
+        rival = s.rival if s.latest == "preview" and self.rival_button.isChecked() else None
+        if rival is not None:
+            k = rival.scale
+            x, y, w, h = rival.region
+            self.compare.set_before_layer(self._preview_base(), _preview_label(rival),
+                                          inset=rival.display,
+                                          inset_rect=(x * k, y * k, w * k, h * k))
+        elif self.compare.before.inset is not None:
+            self.compare.set_before_layer(pic.display, _original_label(pic))
 
     def _preview_base(self) -> DisplayImage:
         """The original, dimmed: what surrounds a preview (made once per picture)."""
@@ -933,6 +967,8 @@ class MainWindow(QMainWindow):
                        self.preview_action):
             widget.setEnabled(can)
         self.cancel_button.setEnabled(busy)
+        rival = self.session.rival is not None and self.session.latest == "preview"
+        self.rival_button.setEnabled(rival)
         self.show_button.setEnabled(self.result is not None and not busy)
 
     # --- drag and drop ----------------------------------------------------------------------

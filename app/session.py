@@ -67,10 +67,12 @@ class Session:
     preview: Any = None        # app.worker.PreviewResult: the last region preview
     job: Any = None            # the UpscaleJob or PreviewJob running, if any
     latest: str = ""
+    rival: Any = None          # the preview before ``preview``: same region, other choices
 
     def open(self, picture: Any) -> None:
         """A new picture: earlier outputs belong to the old one and go."""
         self.picture, self.result, self.preview, self.latest = picture, None, None, ""
+        self.rival = None
 
     def start(self, job: Any) -> None:
         """A job was submitted; it becomes the one whose signals count."""
@@ -89,7 +91,13 @@ class Session:
         self.job, self.result, self.latest = None, result, "result"
 
     def finished_preview(self, preview: Any) -> None:
-        """A preview arrived: it is what the view shows now."""
+        """A preview arrived: it is what the view shows now. The one it replaces stays as
+        its ``rival`` when it covers the same region with other choices (model vs model)."""
+        old = self.preview
+        if old is not None and old.region == preview.region and old.job.key != preview.job.key:
+            self.rival = old
+        elif old is None or old.region != preview.region:
+            self.rival = None
         self.job, self.preview, self.latest = None, preview, "preview"
 
     def running(self, kind: type) -> bool:

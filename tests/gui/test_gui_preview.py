@@ -166,3 +166,33 @@ def test_preview_pixels_are_the_models_output_for_that_region(qtbot, window, tin
     want = np.clip(whole.rgb[y * 2:(y + h) * 2, x * 2:(x + w) * 2] * 255 + 0.5, 0, 255)
     got = p.display.levels[0][0].astype(np.float64)
     assert np.abs(got - want.astype(np.uint8)).mean() < 1.0
+
+
+def test_two_models_previews_of_one_region_side_by_side(qtbot, window, cache, tiny_checkpoint,
+                                                       tiny_model, tmp_path):
+    from sr_core import catalog
+
+    other = catalog.import_checkpoint(tiny_checkpoint, name="tiny-rival").id
+    window.options.refresh_models()
+    pic = write_picture(tmp_path / "in" / "reef.png", 240, 160)
+    open_picture(qtbot, window, pic)
+    window.options.select_model(tiny_model)
+    _zoom_into(window, 120, 80, zoom=3.0)
+    assert not window.rival_button.isEnabled()
+    window.preview()
+    qtbot.waitUntil(lambda: window.session.preview is not None, timeout=60_000)
+    first = window.session.preview
+    window.options.select_model(other)
+    qtbot.waitUntil(lambda: window.session.preview is not first, timeout=60_000)
+    second = window.session.preview
+    assert window.rival_button.isEnabled()
+    window.rival_button.click()  # model against model
+    before, after = window.compare.before, window.compare.after
+    assert before.inset is first.display and after.inset is second.display
+    assert before.inset_rect == after.inset_rect
+    assert before.label == f"Preview: {first.model_name}" and after.label.startswith("Preview")
+    window.set_compare_mode("wipe")
+    assert window.compare.left.under is before and window.compare.left.layer is after
+    window.rival_button.click()  # back to the original
+    assert window.compare.before.inset is None
+    assert window.compare.before.image is window.picture.display
