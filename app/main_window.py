@@ -136,9 +136,10 @@ def photo_from_qimage(image: QImage) -> object:
                  alpha=None if opaque else alpha.astype(np.float32) / 255.0)
 
 
-def _original_label(picture: Picture) -> str:
-    """The label over the original in the compare view."""
-    return f"Original  {picture.display.width:,} \u00d7 {picture.display.height:,}"
+def _original_label(picture: Picture, smooth: bool = False) -> str:
+    """The label over the original in the compare view (saying how it is enlarged)."""
+    how = "  (Lanczos)" if smooth else ""
+    return f"Original  {picture.display.width:,} \u00d7 {picture.display.height:,}{how}"
 
 
 def _preview_label(preview: PreviewResult) -> str:
@@ -561,7 +562,7 @@ class MainWindow(QMainWindow):
         self._load = None
         self.session.open(picture)
         w, h = picture.display.width, picture.display.height
-        self.compare.set_before(picture.display, _original_label(picture))
+        self.compare.set_before(picture.display, self._original_label(picture))
         self.options.set_input_size((w, h))
         self.progress.setValue(0)
         self.run_label.setText("")
@@ -862,7 +863,7 @@ class MainWindow(QMainWindow):
                                    scene=(pic.display.width * k, pic.display.height * k),
                                    inset=p.display, inset_rect=(x * k, y * k, w * k, h * k))
         elif self.compare.after is not None and self.compare.before is not None:
-            self.compare.set_before(pic.display, _original_label(pic))
+            self.compare.set_before(pic.display, self._original_label(pic))
         self._show_before()
         self._update_buttons()
 
@@ -880,7 +881,10 @@ class MainWindow(QMainWindow):
                                           inset=rival.display,
                                           inset_rect=(x * k, y * k, w * k, h * k))
         elif self.compare.before.inset is not None:
-            self.compare.set_before_layer(pic.display, _original_label(pic))
+            self.compare.set_before_layer(pic.display, self._original_label(pic))
+
+    def _original_label(self, picture: Picture) -> str:
+        return _original_label(picture, self.compare.smooth_before)
 
     def _preview_base(self) -> DisplayImage:
         """The original, dimmed: what surrounds a preview (made once per picture)."""
@@ -904,6 +908,9 @@ class MainWindow(QMainWindow):
         (Lanczos); remembered between runs."""
         self.compare.set_original_smooth(how == "smooth")
         self.settings.set("original_as", how)
+        before, pic = self.compare.before, self.picture
+        if before is not None and before.inset is None and pic is not None:
+            self.compare.set_before_layer(before.image, _original_label(pic, how == "smooth"))
         index = self.original_combo.findData(how)
         if index >= 0 and index != self.original_combo.currentIndex():
             self.original_combo.setCurrentIndex(index)

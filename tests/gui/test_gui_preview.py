@@ -139,6 +139,7 @@ def test_original_as_smooth_is_remembered_between_runs(qtbot, window, settings, 
     assert not window.compare.before.smooth
     window.original_combo.setCurrentIndex(window.original_combo.findData("smooth"))
     assert window.compare.before.smooth and settings.get("original_as") == "smooth"
+    assert window.compare.before.label.endswith("(Lanczos)")
     window.close()
     again = MainWindow(settings)
     qtbot.addWidget(again)
