@@ -176,7 +176,8 @@ def test_the_window_downloads_the_model_on_demand(qtbot, served, settings, tmp_p
     qtbot.addWidget(w)
     w.show()
     assert w.options.model_id() == "tiny-dl"
-    assert w.options.model_combo.currentText().startswith("Tiny ASID x2  \u2014  download")
+    assert w.options.model_combo.currentText().startswith(
+        "Tiny ASID x2  [paper-exact]  \u2014  download")
     open_picture(qtbot, w, write_picture(tmp_path / "in" / "p.png", 48, 32))
     seen: list[tuple[int, int]] = []
     w._thread.worker.download.connect(lambda rid, done, total: seen.append((done, total)))
