@@ -518,7 +518,7 @@ class MainWindow(QMainWindow):
             self.message.show_message(f"{folders[0]} is set as the batch's input folder; "
                                       "press Start batch to convert it.", error=False)
             return
-        if self._busy():
+        if self._whole_picture_running():
             self.message.show_message("An upscale is running; cancel it (Esc) before opening "
                                       "another picture.", error=True)
             return
@@ -544,7 +544,7 @@ class MainWindow(QMainWindow):
         if image.isNull():
             self.message.show_message("The clipboard holds no picture.", error=True)
             return
-        if self._busy():
+        if self._whole_picture_running():
             self.message.show_message("An upscale is running; cancel it (Esc) before pasting "
                                       "a picture.", error=True)
             return
@@ -572,7 +572,7 @@ class MainWindow(QMainWindow):
 
     def open_pair(self, original: Path, result: Path) -> None:
         """Show a finished batch file: ``original`` beside its ``result``, in the compare view."""
-        if self._busy():
+        if self._whole_picture_running():
             self.message.show_message("An upscale is running; cancel it (Esc) before opening "
                                       "another picture.", error=True)
             return
@@ -608,6 +608,14 @@ class MainWindow(QMainWindow):
 
     def _busy(self) -> bool:
         return self.session.job is not None
+
+    def _whole_picture_running(self) -> bool:
+        """True while a whole upscale runs; a preview under way is simply dropped."""
+        if self.session.running(PreviewJob):
+            self.session.job.cancel.set()
+            self._end_job()
+            self.run_label.setText("")
+        return self.session.running(UpscaleJob)
 
     def output_folder(self, picture: Picture) -> Path:
         """Where the result of ``picture`` goes: the chosen folder, else the original's

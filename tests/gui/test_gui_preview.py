@@ -197,3 +197,29 @@ def test_two_models_previews_of_one_region_side_by_side(qtbot, window, cache, ti
     window.rival_button.click()  # back to the original
     assert window.compare.before.inset is None
     assert window.compare.before.image is window.picture.display
+
+
+def test_opening_another_picture_drops_a_preview_under_way(qtbot, window, tiny_model,
+                                                           tmp_path):
+    import threading
+
+    first = write_picture(tmp_path / "in" / "one.png", 200, 150)
+    second = write_picture(tmp_path / "in" / "two.png", 90, 60)
+    open_picture(qtbot, window, first)
+    window.options.select_model(tiny_model)
+    gate, reached = threading.Event(), threading.Event()
+
+    def hold(rid: int, fraction: float, eta: float) -> None:  # the worker's thread
+        reached.set()
+        gate.wait(30)
+
+    window._thread.worker.fraction.connect(hold, Qt.ConnectionType.DirectConnection)
+    window.preview()
+    job = window._job
+    qtbot.waitUntil(reached.is_set, timeout=60_000)
+    window.open_paths([second])  # while the preview is under way
+    assert job.cancel.is_set() and not window.message.is_error
+    gate.set()
+    qtbot.waitUntil(lambda: window.picture is not None and window.picture.path == second,
+                    timeout=60_000)
+    assert window.session.preview is None and window.compare.after is None
