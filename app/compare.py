@@ -175,6 +175,8 @@ class ImagePane(QWidget):
     """One view onto the scene: draws a layer (or two, split by the wipe line)."""
 
     wipe_moved = Signal(float)
+    #: A rectangle dragged with Shift held, in scene pixels (the region to preview).
+    region_dragged = Signal(QRectF)
 
     def __init__(self, state: ViewState, cache: TileCache, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -186,6 +188,7 @@ class ImagePane(QWidget):
         self.placeholder = ""
         self._drag: str | None = None
         self._last = QPointF()
+        self._band: tuple[QPointF, QPointF] | None = None  # Shift+drag: widget positions
         self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
@@ -249,6 +252,10 @@ class ImagePane(QWidget):
             self._draw_label(p, self.layer.label, left=False)
         else:
             self._draw_label(p, self.layer.label, left=True)
+        if self._band is not None:
+            p.setPen(QPen(QColor(255, 255, 255), 1, Qt.PenStyle.DashLine))
+            p.setBrush(QColor(255, 255, 255, 40))
+            p.drawRect(QRectF(self._band[0], self._band[1]).normalized())
         p.end()
 
     def _draw_layer(self, p: QPainter, layer: Layer, clip: QRect | None) -> None:
@@ -350,6 +357,12 @@ class ImagePane(QWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if event.button() != Qt.MouseButton.LeftButton or self.layer is None:
             return super().mousePressEvent(event)
+        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:  # choose a region
+            self._drag = "band"
+            self._band = (event.position(), event.position())
+            self.setCursor(Qt.CursorShape.CrossCursor)
+            event.accept()
+            return
         x = event.position().x()
         grab = self.under is not None and abs(x - self._wipe_x()) <= GRAB_MARGIN
         self._drag = "wipe" if grab else "pan"
@@ -359,7 +372,10 @@ class ImagePane(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = event.position()
-        if self._drag == "pan":
+        if self._drag == "band" and self._band is not None:
+            self._band = (self._band[0], pos)
+            self.update()
+        elif self._drag == "pan":
             r = self.devicePixelRatioF()
             self.state.pan((pos.x() - self._last.x()) * r, (pos.y() - self._last.y()) * r)
             self._last = pos
@@ -374,6 +390,13 @@ class ImagePane(QWidget):
             self.unsetCursor()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._drag == "band" and self._band is not None:
+            a, b = self.scene_point(self._band[0]), self.scene_point(event.position())
+            self._band = None
+            self.update()
+            rect = QRectF(a, b).normalized()
+            if rect.width() >= 1 and rect.height() >= 1:
+                self.region_dragged.emit(rect)
         if self._drag is not None:
             self._drag = None
             self.setCursor(Qt.CursorShape.OpenHandCursor)
@@ -395,6 +418,8 @@ class CompareView(QWidget):
     """
 
     zoom_changed = Signal(float)
+    #: Shift+drag over a pane: the rectangle, in scene pixels.
+    region_dragged = Signal(QRectF)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -409,6 +434,8 @@ class CompareView(QWidget):
         self.left = ImagePane(self.state, self.cache, self)
         self.right = ImagePane(self.state, self.cache, self)
         self.left.wipe_moved.connect(self._wipe_moved)
+        for pane in (self.left, self.right):
+            pane.region_dragged.connect(self.region_dragged)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)

@@ -278,6 +278,7 @@ class MainWindow(QMainWindow):
         self.compare = CompareView(self)
         self.compare.set_placeholder(PLACEHOLDER)
         self.compare.zoom_changed.connect(self._on_zoom)
+        self.compare.region_dragged.connect(self.preview_rect)
         self.picture_tab = QWidget(self)
         pic = QVBoxLayout(self.picture_tab)
         pic.setContentsMargins(0, 0, 0, 0)
@@ -429,7 +430,8 @@ class MainWindow(QMainWindow):
         self.run_label.setMinimumWidth(260)
         self.preview_button = QPushButton("Preview", self)
         self.preview_button.setToolTip("Upscale only the part in view, in seconds, to judge "
-                                       "the model (P); nothing is written")
+                                       "the model (P), or drag a rectangle with Shift held; "
+                                       "nothing is written")
         self.preview_button.clicked.connect(self.preview)
         self.upscale_button = QPushButton("Upscale whole picture", self)
         self.upscale_button.setObjectName("primary")
@@ -683,14 +685,23 @@ class MainWindow(QMainWindow):
             return
         self._start_preview(self._region_in_view(), fit=True)
 
-    def _region_in_view(self) -> tuple[int, int, int, int]:
+    def preview_rect(self, rect: QRectF) -> None:
+        """Preview the rectangle dragged with Shift (scene pixels); a large one is cut to
+        the preview's size around its centre."""
+        if self.session.running(UpscaleJob) or not self._ready_to_run():
+            return
+        self._start_preview(self._scene_to_region(rect), fit=True)
+
+    def _scene_to_region(self, rect: QRectF) -> tuple[int, int, int, int]:
         pic = self.picture
         assert pic is not None
-        rect = self.compare.visible_scene_rect()
         fx = pic.display.width / self.compare.state.scene_w
         fy = pic.display.height / self.compare.state.scene_h
         return preview_region((rect.x() * fx, rect.y() * fy, rect.width() * fx,
                                rect.height() * fy), pic.display.width, pic.display.height)
+
+    def _region_in_view(self) -> tuple[int, int, int, int]:
+        return self._scene_to_region(self.compare.visible_scene_rect())
 
     def _start_preview(self, region: tuple[int, int, int, int], *, fit: bool) -> None:
         if self.session.running(PreviewJob):

@@ -223,3 +223,26 @@ def test_opening_another_picture_drops_a_preview_under_way(qtbot, window, tiny_m
     qtbot.waitUntil(lambda: window.picture is not None and window.picture.path == second,
                     timeout=60_000)
     assert window.session.preview is None and window.compare.after is None
+
+
+def test_shift_drag_previews_the_rectangle_drawn(qtbot, window, tiny_model, tmp_path):
+    from PySide6.QtCore import QPoint
+
+    pic = write_picture(tmp_path / "in" / "kite.png", 400, 300)
+    open_picture(qtbot, window, pic)
+    window.options.select_model(tiny_model)
+    pane = window.compare.left
+    mid = QPoint(pane.width() // 2, pane.height() // 2)
+    start, end = mid - QPoint(70, 40), mid + QPoint(60, 50)
+    a, b = pane.scene_point(start), pane.scene_point(end)
+    centre = (window.compare.state.cx, window.compare.state.cy)
+    shift = Qt.KeyboardModifier.ShiftModifier
+    qtbot.mousePress(pane, Qt.MouseButton.LeftButton, shift, start)
+    qtbot.mouseMove(pane, mid)
+    qtbot.mouseMove(pane, end)
+    qtbot.mouseRelease(pane, Qt.MouseButton.LeftButton, shift, end)
+    assert (window.compare.state.cx, window.compare.state.cy) == centre  # no pan
+    qtbot.waitUntil(lambda: window.session.preview is not None, timeout=60_000)
+    x, y, w, h = window.session.preview.region
+    assert abs(x - a.x()) <= 1 and abs(y - a.y()) <= 1
+    assert abs(x + w - b.x()) <= 1 and abs(y + h - b.y()) <= 1
