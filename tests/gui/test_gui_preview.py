@@ -246,3 +246,28 @@ def test_shift_drag_previews_the_rectangle_drawn(qtbot, window, tiny_model, tmp_
     x, y, w, h = window.session.preview.region
     assert abs(x - a.x()) <= 1 and abs(y - a.y()) <= 1
     assert abs(x + w - b.x()) <= 1 and abs(y + h - b.y()) <= 1
+
+
+def test_moving_the_clean_up_slider_reruns_the_preview_once_it_rests(qtbot, window, tmp_path):
+    from sr_core import catalog
+
+    model = catalog.default_model()  # the embedded photo model: it has the clean-up pair
+    pic = write_picture(tmp_path / "in" / "moth.png", 40, 40)
+    open_picture(qtbot, window, pic)
+    window.options.select_model(model)
+    slider = window.options.clean_up
+    assert slider.isEnabled()
+    slider.setValue(100)
+    window.preview()
+    qtbot.waitUntil(lambda: window.session.preview is not None, timeout=60_000)
+    first = window.session.preview
+    assert first.job.clean_up == 1.0
+    runs = []
+    window._thread.worker.status.connect(lambda rid, text: runs.append(text))
+    for value in (80, 60, 40, 20):  # a drag: several values in quick succession
+        slider.setValue(value)
+    qtbot.waitUntil(lambda: window.session.preview is not first and window._job is None,
+                    timeout=60_000)
+    assert window.session.preview.job.clean_up == 0.2
+    assert sum(t.startswith("Previewing") for t in runs) == 1  # one run, at the end
+    assert window.session.rival is first and _files(pic.parent) == ["moth.png"]
