@@ -4,9 +4,12 @@ A one-tile photo is one forward pass of 20-30 s on a laptop CPU; checking a canc
 between tiles leaves Cancel dead for that long. :class:`ForwardWatch` registers forward
 hooks on every module of a network for the duration of a ``with`` block:
 
-* before each module runs, the cancel token is checked and :class:`~sr_core.errors.Cancelled`
-  raised when it is set, so no further module starts; the worst-case cancel latency is the
-  longest time between two module calls (``max_gap``, measured with an injectable clock);
+* before each module runs *and before each torch operation* (a convolution, a matmul, an
+  addition: through a :class:`torch.overrides.TorchFunctionMode`, which also reaches the
+  functional code inside a block), the cancel token is checked and
+  :class:`~sr_core.errors.Cancelled` raised when it is set, so no further operation starts;
+  the worst-case cancel latency is the longest single operation (``max_gap``, the longest
+  time between two checks, measured with an injectable clock);
 * after each module that owns parameters (a convolution, a linear layer, a norm: the
   network's *steps*), ``on_step(done, expected)`` reports progress within the pass, which
   gives a one-tile photo a percentage. ``expected`` is the number of such modules until a
@@ -24,6 +27,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .errors import Cancelled
 
@@ -67,6 +71,7 @@ class ForwardWatch:
         self._cancel: CancelToken | None = None
         self._on_step: StepFn | None = None
         self._handles: list[Any] = []
+        self._mode: _CheckEveryOp | None = None
 
     @property
     def expected_steps(self) -> int:
@@ -79,6 +84,8 @@ class ForwardWatch:
         return self
 
     def __enter__(self) -> ForwardWatch:
+        self._mode = _CheckEveryOp(self)
+        self._mode.__enter__()
         step_ids = {id(m) for m in self._steps}
         for m in self.net.modules():
             self._handles.append(m.register_forward_pre_hook(self._before))
@@ -95,6 +102,9 @@ class ForwardWatch:
             h.remove()
         self._handles.clear()
         self._cancel = self._on_step = None
+        mode, self._mode = self._mode, None
+        if mode is not None:
+            mode.__exit__(kind, error, tb)
 
     # --- hooks ------------------------------------------------------------------------------
     def _begin_pass(self, module: nn.Module, args: Any) -> None:
@@ -106,12 +116,16 @@ class ForwardWatch:
         if self.steps_per_pass is None:
             self.steps_per_pass = max(1, self._done)
 
-    def _before(self, module: nn.Module, args: Any) -> None:
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the token is set; note the time since the last check."""
         now = self.clock()
         self.max_gap = max(self.max_gap, now - self._last)
         self._last = now
         if self._cancel is not None and self._cancel.is_set():
             raise Cancelled()
+
+    def _before(self, module: nn.Module, args: Any) -> None:
+        self.check()
         self.started += 1
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -119,3 +133,16 @@ class ForwardWatch:
         if self._on_step is not None:
             total = self.expected_steps
             self._on_step(min(self._done, total), total)
+
+
+class _CheckEveryOp(TorchFunctionMode):
+    """Runs every torch function and tensor method as usual, after a cancel check."""
+
+    def __init__(self, watch: ForwardWatch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        self.watch.check()
+        return func(*args, **(kwargs or {}))
