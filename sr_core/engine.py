@@ -272,6 +272,7 @@ class Upscaler:
                    _Meter(plan, detail) if detail is not None else None)
         outputs = [(out_rgb, 3)] + ([(out_alpha, 1)] if out_alpha is not None else [])
         on_step = job.meter.step if job.meter is not None else None
+        self.watch.every_op = self.device.type == "cpu"  # GPU kernels run asynchronously
         with torch.inference_mode(), self.watch.active(cancel, on_step):
             self._run(job, BandStitcher(plan, outputs), progress)
         if both is not None:

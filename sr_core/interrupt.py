@@ -51,14 +51,20 @@ class ForwardWatch:
     Args:
         net: the network to watch (e.g. an :class:`~sr_core.models.SRModel`).
         clock: seconds as a float (``time.perf_counter`` by default); only ``max_gap`` uses it.
+        every_op: check before every torch operation, not only before every module.
 
     Use ``with watch.active(cancel, on_step): model(x)``; the same watch may be used for
     many passes and learns how many steps one pass takes.
     """
 
-    def __init__(self, net: nn.Module, *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, net: nn.Module, *, clock: Callable[[], float] = time.perf_counter,
+                 every_op: bool = True) -> None:
         self.net = net
         self.clock = clock
+        #: Check before every torch operation too (about 15 us each, some 2,000 per ASID
+        #: pass: a few per cent of a CPU pass). An accelerator runs its kernels
+        #: asynchronously, so there a check per module is all that helps.
+        self.every_op = every_op
         self._steps = step_modules(net)
         #: Steps of one complete pass, once one has been counted (None before).
         self.steps_per_pass: int | None = None
@@ -84,8 +90,9 @@ class ForwardWatch:
         return self
 
     def __enter__(self) -> ForwardWatch:
-        self._mode = _CheckEveryOp(self)
-        self._mode.__enter__()
+        if self.every_op:
+            self._mode = _CheckEveryOp(self)
+            self._mode.__enter__()
         step_ids = {id(m) for m in self._steps}
         for m in self.net.modules():
             self._handles.append(m.register_forward_pre_hook(self._before))
