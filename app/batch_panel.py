@@ -61,6 +61,7 @@ class BatchPanel(QWidget):
 
     running_changed = Signal(bool)
     message = Signal(str, bool)  # sentence, is_error: for the window's message bar
+    open_pair = Signal(Path, Path)  # input, output of a finished row (double-click)
 
     def __init__(self, settings: Settings, choice: Callable[[], OutputChoice],
                  parent: QWidget | None = None) -> None:
@@ -78,6 +79,8 @@ class BatchPanel(QWidget):
         w.failed.connect(self._on_failed)
         self._req: BatchRequest | None = None
         self._rows: dict[str, int] = {}
+        self._data: dict[int, BatchRow] = {}  # table row -> what it shows
+        self._dirs: tuple[Path, Path] | None = None  # input and output folder of the list
         self.last_state = ""
         self.last_totals: dict[str, int] = {}
 
@@ -131,6 +134,8 @@ class BatchPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.setColumnWidth(0, 260)
+        self.table.setToolTip("Double-click a converted file to compare it with its original")
+        self.table.cellDoubleClicked.connect(self._on_double_click)
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
 
@@ -213,6 +218,8 @@ class BatchPanel(QWidget):
                                  self.options(), c.model, c.device, clean_up=c.clean_up)
         self.table.setRowCount(0)
         self._rows.clear()
+        self._data.clear()
+        self._dirs = (self._req.in_dir, self._req.out_dir)
         self.summary.clear()
         self.progress.setRange(0, 0)
         self.status_label.setText("Starting\u2026")
@@ -259,6 +266,7 @@ class BatchPanel(QWidget):
         self.progress.setValue(0)
 
     def _show_row(self, i: int, row: BatchRow, status: str | None = None) -> None:
+        self._data[i] = row
         text = status or _STATUS_TEXT.get(row.status, row.status)
         detail = row.reason if row.status in ("failed", "skipped") else (row.output or "")
         for c, value in enumerate((row.input, text, detail or "")):
@@ -330,6 +338,26 @@ class BatchPanel(QWidget):
         self.progress.setValue(0)
         self.status_label.setText("The batch did not run.")
         self._error(text)
+
+    def pair_of(self, row: int) -> tuple[Path, Path] | None:
+        """Input and output file of a converted table row (None for other rows)."""
+        data = self._data.get(row)
+        if data is None or data.status != "done" or not data.output or self._dirs is None:
+            return None
+        return self._dirs[0] / data.input, self._dirs[1] / data.output
+
+    def _on_double_click(self, row: int, column: int) -> None:
+        pair = self.pair_of(row)
+        if pair is None:
+            data = self._data.get(row)
+            if data is not None and data.status != "done":
+                self.message.emit(f"{data.input} has no result to compare yet "
+                                  f"({_STATUS_TEXT.get(data.status, data.status)}).", False)
+            return
+        if not pair[1].exists():
+            self.message.emit(f"{pair[1]} is no longer there.", True)
+            return
+        self.open_pair.emit(*pair)
 
     def _open_output(self) -> None:
         folder = self.out_edit.text().strip()

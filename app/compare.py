@@ -83,10 +83,18 @@ class TileCache:
 
 @dataclass
 class Layer:
-    """A picture placed in the scene: ``image`` stretched over ``scene_w x scene_h``."""
+    """A picture placed in the scene: ``image`` stretched over ``scene_w x scene_h``.
+
+    ``smooth`` draws it enlarged with Lanczos instead of pixel by pixel. ``inset`` is a
+    second picture drawn over part of it, stretched over ``inset_rect`` = ``(x, y, w, h)``
+    in scene pixels (a preview of one region on top of the original).
+    """
 
     image: DisplayImage
     label: str
+    smooth: bool = False
+    inset: DisplayImage | None = None
+    inset_rect: tuple[float, float, float, float] | None = None
 
     def zoom(self, scene_zoom: float, scene_w: int, scene_h: int) -> tuple[float, float]:
         """Screen pixels per *image* pixel along x and y at ``scene_zoom``."""
@@ -167,6 +175,8 @@ class ImagePane(QWidget):
     """One view onto the scene: draws a layer (or two, split by the wipe line)."""
 
     wipe_moved = Signal(float)
+    #: A rectangle dragged with Shift held, in scene pixels (the region to preview).
+    region_dragged = Signal(QRectF)
 
     def __init__(self, state: ViewState, cache: TileCache, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -178,6 +188,7 @@ class ImagePane(QWidget):
         self.placeholder = ""
         self._drag: str | None = None
         self._last = QPointF()
+        self._band: tuple[QPointF, QPointF] | None = None  # Shift+drag: widget positions
         self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
@@ -241,29 +252,44 @@ class ImagePane(QWidget):
             self._draw_label(p, self.layer.label, left=False)
         else:
             self._draw_label(p, self.layer.label, left=True)
+        if self._band is not None:
+            p.setPen(QPen(QColor(255, 255, 255), 1, Qt.PenStyle.DashLine))
+            p.setBrush(QColor(255, 255, 255, 40))
+            p.drawRect(QRectF(self._band[0], self._band[1]).normalized())
         p.end()
 
     def _draw_layer(self, p: QPainter, layer: Layer, clip: QRect | None) -> None:
         s = self.state
-        zx, zy = layer.zoom(s.zoom, s.scene_w, s.scene_h)
-        ext_w, ext_h = layer.image.extent(zx, zy)
-        ox, oy = self.origin()
         size = self.device_size()
         view = QRect(0, 0, size.width(), size.height())
         if clip is not None:
             view = view.intersected(clip)
             if view.isEmpty():
                 return
+        zx, zy = layer.zoom(s.zoom, s.scene_w, s.scene_h)
+        self._draw_image(p, layer.image, zx, zy, (0, 0), view, layer.smooth)
+        if layer.inset is not None and layer.inset_rect is not None:
+            x, y, w, h = layer.inset_rect
+            izx, izy = s.zoom * w / layer.inset.width, s.zoom * h / layer.inset.height
+            self._draw_image(p, layer.inset, izx, izy, (round(x * s.zoom), round(y * s.zoom)),
+                             view, False)
+
+    def _draw_image(self, p: QPainter, img: DisplayImage, zx: float, zy: float,
+                    at: tuple[int, int], view: QRect, smooth: bool) -> None:
+        """Draw ``img`` at zoom ``(zx, zy)`` with its top-left corner at zoomed-scene pixel
+        ``at``, inside ``view`` (pane device pixels), from cached screen tiles."""
+        ext_w, ext_h = img.extent(zx, zy)
+        ox, oy = self.origin()
+        ox, oy = ox - at[0], oy - at[1]  # origin relative to the image's corner
         # The picture's rectangle on screen, cut to the (clipped) pane.
         area = QRect(-ox, -oy, ext_w, ext_h).intersected(view)
         if area.isEmpty():
             return
         p.save()
         p.setClipRect(area)
-        if layer.image.has_alpha:
+        if img.has_alpha:
             p.fillRect(area, QBrush(_checkerboard()))
-        img = layer.image
-        key0 = (img.uid, img.version, round(zx, 9), round(zy, 9))
+        key0 = (img.uid, img.version, round(zx, 9), round(zy, 9), smooth)
         tx0, tx1 = (area.left() + ox) // TILE, (area.right() + ox) // TILE
         ty0, ty1 = (area.top() + oy) // TILE, (area.bottom() + oy) // TILE
         for ty in range(ty0, ty1 + 1):
@@ -275,7 +301,7 @@ class ImagePane(QWidget):
                 key = (*key0, tx, ty)
                 tile = self.cache.get(key)
                 if tile is None:
-                    tile = self.cache.put(key, img.render(zx, zy, px, py, w, h))
+                    tile = self.cache.put(key, img.render(zx, zy, px, py, w, h, smooth=smooth))
                 p.drawImage(px - ox, py - oy, tile)
         p.restore()
 
@@ -331,6 +357,12 @@ class ImagePane(QWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if event.button() != Qt.MouseButton.LeftButton or self.layer is None:
             return super().mousePressEvent(event)
+        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:  # choose a region
+            self._drag = "band"
+            self._band = (event.position(), event.position())
+            self.setCursor(Qt.CursorShape.CrossCursor)
+            event.accept()
+            return
         x = event.position().x()
         grab = self.under is not None and abs(x - self._wipe_x()) <= GRAB_MARGIN
         self._drag = "wipe" if grab else "pan"
@@ -340,7 +372,10 @@ class ImagePane(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = event.position()
-        if self._drag == "pan":
+        if self._drag == "band" and self._band is not None:
+            self._band = (self._band[0], pos)
+            self.update()
+        elif self._drag == "pan":
             r = self.devicePixelRatioF()
             self.state.pan((pos.x() - self._last.x()) * r, (pos.y() - self._last.y()) * r)
             self._last = pos
@@ -355,6 +390,13 @@ class ImagePane(QWidget):
             self.unsetCursor()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._drag == "band" and self._band is not None:
+            a, b = self.scene_point(self._band[0]), self.scene_point(event.position())
+            self._band = None
+            self.update()
+            rect = QRectF(a, b).normalized()
+            if rect.width() >= 1 and rect.height() >= 1:
+                self.region_dragged.emit(rect)
         if self._drag is not None:
             self._drag = None
             self.setCursor(Qt.CursorShape.OpenHandCursor)
@@ -376,6 +418,8 @@ class CompareView(QWidget):
     """
 
     zoom_changed = Signal(float)
+    #: Shift+drag over a pane: the rectangle, in scene pixels.
+    region_dragged = Signal(QRectF)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -385,9 +429,13 @@ class CompareView(QWidget):
         self.after: Layer | None = None
         self.mode = "side"
         self.flipped = False
+        #: The original is drawn enlarged with Lanczos ("smooth") rather than pixel by pixel.
+        self.smooth_before = False
         self.left = ImagePane(self.state, self.cache, self)
         self.right = ImagePane(self.state, self.cache, self)
         self.left.wipe_moved.connect(self._wipe_moved)
+        for pane in (self.left, self.right):
+            pane.region_dragged.connect(self.region_dragged)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -412,7 +460,7 @@ class CompareView(QWidget):
 
     def set_before(self, image: DisplayImage, label: str = "Before") -> None:
         """Show ``image`` alone, fitted; any result is dropped."""
-        self.before, self.after = Layer(image, label), None
+        self.before, self.after = Layer(image, label, smooth=self.smooth_before), None
         self.flipped = False
         self.cache.clear()
         self.state.set_scene(image.width, image.height)
@@ -420,20 +468,50 @@ class CompareView(QWidget):
         self.fit()
 
     def set_after(self, image: DisplayImage, label: str = "After", *,
-                  scene: tuple[int, int] | None = None) -> None:
+                  scene: tuple[int, int] | None = None, inset: DisplayImage | None = None,
+                  inset_rect: tuple[float, float, float, float] | None = None) -> None:
         """Show ``image`` as the result. ``scene`` is the result's size in pixels when
         ``image`` is smaller (a preview at the input's resolution); default its own size.
+        ``inset`` is drawn over ``inset_rect`` (scene pixels ``x, y, w, h``): a region
+        preview on top of the rest of the picture.
 
         The view keeps showing the same part of the photo.
         """
         sw, sh = scene or (image.width, image.height)
         keep = self.before is not None and not self.state.fit
-        self.after = Layer(image, label)
+        self.after = Layer(image, label, inset=inset, inset_rect=inset_rect)
         if (sw, sh) != (self.state.scene_w, self.state.scene_h) or self.state.fit:
             self.state.set_scene(sw, sh, keep_view=keep)
         self._arrange()
         if self.state.fit:
             self.fit()
+
+    def set_before_layer(self, image: DisplayImage, label: str, *,
+                         inset: DisplayImage | None = None,
+                         inset_rect: tuple[float, float, float, float] | None = None) -> None:
+        """Replace what the "before" side shows (e.g. another model's preview) without
+        touching the scene, the view or the result."""
+        self.before = Layer(image, label, smooth=self.smooth_before, inset=inset,
+                            inset_rect=inset_rect)
+        self._arrange()
+
+    def set_original_smooth(self, smooth: bool) -> None:
+        """Draw the original enlarged with Lanczos (``True``) or pixel by pixel."""
+        self.smooth_before = smooth
+        if self.before is not None:
+            self.before.smooth = smooth
+        self._arrange()
+
+    def visible_scene_rect(self) -> QRectF:
+        """The part of the scene (scene pixels) the panes show."""
+        return self.left.visible_scene_rect()
+
+    def show_scene_rect(self, rect: QRectF) -> None:
+        """Zoom and pan so that ``rect`` (scene pixels) fills the panes."""
+        pane = self._pane_size()
+        zoom = min(pane.width() / max(1.0, rect.width()), pane.height() / max(1.0, rect.height()))
+        self.state.set_zoom(zoom, pane)
+        self.state.center_on(rect.center().x(), rect.center().y())
 
     def set_after_label(self, label: str) -> None:
         """Rename the result (e.g. "Upscaling 40 %" -> "After")."""

@@ -9,7 +9,9 @@ ever converts the few hundred thousand pixels that are on the screen.
 Coordinates: at zoom ``(zx, zy)`` (screen pixels per image pixel) image pixel ``i`` covers
 zoomed pixels ``[i * zx, (i + 1) * zx)``; zoomed pixel ``p`` shows image pixel
 ``floor((p + 0.5) / zx)`` at 100 % and above (nearest neighbour, pixel exact) and a bilinear
-sample of the nearest finer pyramid level below 100 %.
+sample of the nearest finer pyramid level below 100 %. ``smooth`` rendering enlarges with
+Lanczos instead of nearest neighbour above 100 %: what an ordinary enlargement looks like,
+the fair "before" to set a model's result against.
 """
 
 from __future__ import annotations
@@ -159,15 +161,20 @@ class DisplayImage:
             return 0
         return min(len(self.levels) - 1, int(math.floor(math.log2(1.0 / zoom) + 1e-9)))
 
-    def render(self, zx: float, zy: float, px: int, py: int, w: int, h: int) -> np.ndarray:
+    def render(self, zx: float, zy: float, px: int, py: int, w: int, h: int, *,
+               smooth: bool = False) -> np.ndarray:
         """Pixels of the zoomed picture over ``[px, px + w) x [py, py + h)``.
 
         Returns ``h x w x 3`` (or ``x 4`` with alpha) uint8, C-contiguous. The rectangle
         should lie inside :meth:`extent`; pixels beyond the picture repeat its edge.
+        ``smooth`` enlarges with Lanczos rather than pixel by pixel above 100 %.
         """
         level = self.level_for(min(zx, zy))
         rgb, alpha = self.levels[level]
         if level == 0 and min(zx, zy) >= 1.0:
+            if smooth and max(zx, zy) > 1.0:
+                return self._bilinear(rgb, alpha, zx, zy, px, py, w, h,
+                                      interpolation=cv2.INTER_LANCZOS4, margin=4)
             return self._nearest(rgb, alpha, zx, zy, px, py, w, h)
         lx = zx * self.width / rgb.shape[1]   # screen pixels per pixel of this level
         ly = zy * self.height / rgb.shape[0]
@@ -189,12 +196,13 @@ class DisplayImage:
 
     @staticmethod
     def _bilinear(rgb: np.ndarray, alpha: np.ndarray | None, lx: float, ly: float, px: int,
-                  py: int, w: int, h: int) -> np.ndarray:
-        # Source footprint of the rectangle on this level, one pixel of margin for the filter.
-        sx0 = max(0, int(math.floor((px + 0.5) / lx - 0.5)) - 1)
-        sy0 = max(0, int(math.floor((py + 0.5) / ly - 0.5)) - 1)
-        sx1 = min(rgb.shape[1], int(math.ceil((px + w - 0.5) / lx - 0.5)) + 2)
-        sy1 = min(rgb.shape[0], int(math.ceil((py + h - 0.5) / ly - 0.5)) + 2)
+                  py: int, w: int, h: int, *, interpolation: int = cv2.INTER_LINEAR,
+                  margin: int = 1) -> np.ndarray:
+        # Source footprint of the rectangle on this level, ``margin`` pixels for the filter.
+        sx0 = max(0, int(math.floor((px + 0.5) / lx - 0.5)) - margin)
+        sy0 = max(0, int(math.floor((py + 0.5) / ly - 0.5)) - margin)
+        sx1 = min(rgb.shape[1], int(math.ceil((px + w - 0.5) / lx - 0.5)) + margin + 1)
+        sy1 = min(rgb.shape[0], int(math.ceil((py + h - 0.5) / ly - 0.5)) + margin + 1)
         sx0, sy0 = min(sx0, rgb.shape[1] - 1), min(sy0, rgb.shape[0] - 1)
         sx1, sy1 = max(sx1, sx0 + 1), max(sy1, sy0 + 1)
         src = rgb[sy0:sy1, sx0:sx1]
@@ -204,6 +212,6 @@ class DisplayImage:
         m = np.array([[1.0 / lx, 0.0, (px + 0.5) / lx - 0.5 - sx0],
                       [0.0, 1.0 / ly, (py + 0.5) / ly - 0.5 - sy0]], dtype=np.float64)
         out = cv2.warpAffine(np.ascontiguousarray(src), m, (w, h),
-                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             flags=interpolation | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
         return np.ascontiguousarray(out)

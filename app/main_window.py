@@ -11,7 +11,18 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QRectF, QStandardPaths, Qt, QUrl
+from PySide6.QtCore import (
+    QEvent,
+    QMimeData,
+    QObject,
+    QPoint,
+    QRectF,
+    QStandardPaths,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -32,6 +43,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QButtonGroup,
+    QComboBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -56,8 +68,18 @@ from .compare import CompareView
 from .display import DisplayImage
 from .models_dialog import ModelsDialog
 from .options_panel import OptionsPanel, OutputChoice
+from .session import PreviewKey, Session, preview_region
 from .settings import Settings
-from .worker import LoadRequest, Picture, UpscaleJob, UpscaleResult, UpscaleWorker, WorkerThread
+from .worker import (
+    LoadRequest,
+    Picture,
+    PreviewJob,
+    PreviewResult,
+    UpscaleJob,
+    UpscaleResult,
+    UpscaleWorker,
+    WorkerThread,
+)
 
 APP_NAME = "Finescale"
 #: The open dialog's patterns: every suffix sr_core.formats says this install reads.
@@ -67,6 +89,11 @@ PLACEHOLDER = ("Drop a photo anywhere on this window\n"
                "Help \u2192 Open sample picture gives you one to try.")
 #: How far the unfinished part of the preview is dimmed towards grey while a run goes on.
 PREVIEW_DIM = 0.55
+#: How the original may be enlarged beside the result (settings key "original_as").
+ORIGINAL_AS = (("pixels", "pixels"), ("smooth", "smooth (Lanczos)"))
+#: A preview re-runs this long after the model or the clean-up last changed (a slider drag
+#: runs it once, at its end).
+RERUN_DELAY_MS = 300
 
 
 def about_html() -> str:
@@ -109,8 +136,24 @@ def photo_from_qimage(image: QImage) -> object:
                  alpha=None if opaque else alpha.astype(np.float32) / 255.0)
 
 
+def _original_label(picture: Picture, smooth: bool = False) -> str:
+    """The label over the original in the compare view (saying how it is enlarged)."""
+    how = "  (Lanczos)" if smooth else ""
+    return f"Original  {picture.display.width:,} \u00d7 {picture.display.height:,}{how}"
+
+
+def _preview_label(preview: PreviewResult) -> str:
+    """The label over a preview: the model, and the clean-up where there is one."""
+    c = preview.job.clean_up
+    return f"Preview: {preview.model_name}" + (f", clean-up {c:.2f}" if c is not None else "")
+
+
 class MessageBar(QFrame):
-    """One sentence across the top of the window: an error (red) or a notice (green)."""
+    """One sentence over the bottom of the picture or the batch list: an error (red) or a
+    notice (green). It floats over the view (the window places it), so showing or hiding it
+    never moves the rest of the layout."""
+
+    shown = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -136,6 +179,8 @@ class MessageBar(QFrame):
                            f"QLabel {{ color: {fg}; }}")
         self.label.setText(text)
         self.show()
+        self.raise_()
+        self.shown.emit()
 
     def text(self) -> str:
         """The sentence shown ('' when hidden)."""
@@ -173,22 +218,33 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.settings = settings or Settings()
-        self.picture: Picture | None = None
-        self.result: UpscaleResult | None = None
-        self._job: UpscaleJob | None = None
+        self.session = Session()
         self._load: LoadRequest | None = None
-        self._preview: DisplayImage | None = None
+        self._canvas: DisplayImage | None = None  # the whole picture filling in as tiles end
+        self._tiles = (0, 0)  # tiles done, tiles in all, of the run under way
+        self._pct = -1  # per cent shown for the run under way
+        self._fit_preview = False
+        self._base: DisplayImage | None = None
+        self._base_for: Picture | None = None
         self._models_dialog: ModelsDialog | None = None
         self._closed = False
+
+        self._rerun_timer = QTimer(self)  # re-runs the preview once the choices rest
+        self._rerun_timer.setSingleShot(True)
+        self._rerun_timer.setInterval(RERUN_DELAY_MS)
+        self._rerun_timer.timeout.connect(self._rerun_preview)
 
         self._thread = WorkerThread(UpscaleWorker(), "finescale-upscale")
         w: UpscaleWorker = self._thread.worker  # type: ignore[assignment]
         w.loaded.connect(self._on_loaded)
+        w.paired.connect(self._on_paired)
         w.status.connect(self._on_status)
         w.download.connect(self._on_download)
         w.progress.connect(self._on_progress)
+        w.fraction.connect(self._on_fraction)
         w.tile.connect(self._on_tile)
         w.finished.connect(self._on_finished)
+        w.previewed.connect(self._on_previewed)
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
 
@@ -204,13 +260,14 @@ class MainWindow(QMainWindow):
             self.resize(1280, 820)
         self.compare.set_mode(self.settings.get("compare_mode"))
         self._sync_mode_buttons()
+        self.set_original_as(self.settings.get("original_as"))
         w.submit(None)  # import torch in the worker's thread now, not on the first click
 
     # --- layout -----------------------------------------------------------------------------
     def _build(self) -> None:
         self.options = OptionsPanel(self.settings, self)
         self.options.manage_models.connect(self.show_models)
-        self.options.changed.connect(self._update_buttons)
+        self.options.changed.connect(self._on_options_changed)
         scroll = QScrollArea(self)
         scroll.setWidget(self.options)
         scroll.setWidgetResizable(True)
@@ -221,6 +278,7 @@ class MainWindow(QMainWindow):
         self.compare = CompareView(self)
         self.compare.set_placeholder(PLACEHOLDER)
         self.compare.zoom_changed.connect(self._on_zoom)
+        self.compare.region_dragged.connect(self.preview_rect)
         self.picture_tab = QWidget(self)
         pic = QVBoxLayout(self.picture_tab)
         pic.setContentsMargins(0, 0, 0, 0)
@@ -239,15 +297,52 @@ class MainWindow(QMainWindow):
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
         split.setCollapsible(1, False)
-        self.message = MessageBar(self)
         central = QWidget(self)
         lay = QVBoxLayout(central)
         lay.setContentsMargins(8, 8, 8, 8)
-        lay.addWidget(self.message)
         lay.addWidget(split, 1)
         self.setCentralWidget(central)
+        self.message = MessageBar(central)  # floats: not in the layout (see _place_message)
+        self.message.shown.connect(self._place_message)
+        for watched in (self.compare, self.batch.table, self.tabs):
+            watched.installEventFilter(self)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.batch.running_changed.connect(self._on_batch_running)
+        self.batch.open_pair.connect(self.open_pair)
         self.overlay = DropOverlay(central)
         self.statusBar().showMessage("Ready.")
+
+    def _place_message(self) -> None:
+        """Float the message bar over the bottom of the picture (or the batch list)."""
+        if not self.message.isVisible():
+            return
+        anchor = self.batch.table if self.tabs.currentWidget() is self.batch else self.compare
+        corner = anchor.mapTo(self.centralWidget(), QPoint(0, 0))
+        width = max(160, anchor.width() - 24)
+        height = (self.message.heightForWidth(width) if self.message.hasHeightForWidth()
+                  else self.message.sizeHint().height())
+        height = max(height, self.message.minimumSizeHint().height())
+        self.message.setGeometry(corner.x() + 12, corner.y() + anchor.height() - height - 12,
+                                 width, height)
+        self.message.raise_()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Keep the floating message bar in place as the views move or change size."""
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show):
+            self._place_message()
+        return super().eventFilter(watched, event)
+
+    def _on_tab_changed(self, index: int) -> None:
+        on_batch = self.tabs.widget(index) is self.batch
+        # The output size line is about the picture shown; a batch's files each have theirs.
+        pic = self.session.picture
+        self.options.set_input_size(None if on_batch or pic is None else
+                                    (pic.display.width, pic.display.height))
+        self._place_message()
+
+    def _on_batch_running(self, running: bool) -> None:
+        self.statusBar().showMessage("Converting the folder\u2026" if running else
+                                     "Batch ended; the summary is in the Batch tab.")
 
     def _tool(self, text: str, tip: str, slot: object, *, checkable: bool = False) -> QToolButton:
         b = QToolButton(self)
@@ -275,6 +370,22 @@ class MainWindow(QMainWindow):
         self.flip_button = self._tool("Flip", "Swap original and result (Space)", self.flip)
         for b in (self.side_button, self.wipe_button, self.flip_button):
             bar.addWidget(b)
+        bar.addSpacing(16)
+        bar.addWidget(QLabel("Original as", self))
+        self.original_combo = QComboBox(self)
+        for key, text in ORIGINAL_AS:
+            self.original_combo.addItem(text, key)
+        self.original_combo.setToolTip(
+            "How the original is enlarged beside the result: pixel by pixel, or smoothly "
+            "(Lanczos, like an ordinary enlargement), to see what the model adds")
+        self.original_combo.currentIndexChanged.connect(
+            lambda: self.set_original_as(self.original_combo.currentData()))
+        bar.addWidget(self.original_combo)
+        self.rival_button = self._tool(
+            "Previous preview", "Show the previous preview of the same region (the model or "
+            "clean-up chosen before) in place of the original: model against model",
+            self._show_before, checkable=True)
+        bar.addWidget(self.rival_button)
         bar.addStretch(1)
         for text, tip, slot in (
                 ("Fit", "Fit the picture in the view (Ctrl+0)", self.compare.fit),
@@ -317,9 +428,14 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(False)
         self.run_label = QLabel("", self)
         self.run_label.setMinimumWidth(260)
-        self.upscale_button = QPushButton("Upscale", self)
+        self.preview_button = QPushButton("Preview", self)
+        self.preview_button.setToolTip("Upscale only the part in view, in seconds, to judge "
+                                       "the model (P), or drag a rectangle with Shift held; "
+                                       "nothing is written")
+        self.preview_button.clicked.connect(self.preview)
+        self.upscale_button = QPushButton("Upscale whole picture", self)
         self.upscale_button.setObjectName("primary")
-        self.upscale_button.setToolTip("Upscale the picture (Ctrl+Return)")
+        self.upscale_button.setToolTip("Upscale the whole picture and save it (Ctrl+Return)")
         self.upscale_button.setMinimumWidth(120)
         self.upscale_button.clicked.connect(self.upscale)
         self.cancel_button = QPushButton("Cancel", self)
@@ -328,6 +444,7 @@ class MainWindow(QMainWindow):
         row2.addWidget(self.progress, 1)
         row2.addWidget(self.run_label)
         row2.addWidget(self.cancel_button)
+        row2.addWidget(self.preview_button)
         row2.addWidget(self.upscale_button)
         lay.addLayout(row2)
         return box
@@ -355,7 +472,9 @@ class MainWindow(QMainWindow):
         self._action(f, "&Paste picture", self.paste, (QKeySequence.StandardKey.Paste,))
         self._action(f, "Convert a &folder\u2026", self._choose_batch_folder)
         f.addSeparator()
-        self.upscale_action = self._action(f, "&Upscale", self.upscale,
+        self.preview_action = self._action(f, "&Preview the part in view", self.preview,
+                                           ("P",))
+        self.upscale_action = self._action(f, "&Upscale whole picture", self.upscale,
                                            ("Ctrl+Return", "Ctrl+Enter"))
         self.cancel_action = self._action(f, "&Cancel", self.cancel, ("Esc",))
         f.addSeparator()
@@ -401,7 +520,7 @@ class MainWindow(QMainWindow):
             self.message.show_message(f"{folders[0]} is set as the batch's input folder; "
                                       "press Start batch to convert it.", error=False)
             return
-        if self._busy():
+        if self._whole_picture_running():
             self.message.show_message("An upscale is running; cancel it (Esc) before opening "
                                       "another picture.", error=True)
             return
@@ -427,7 +546,7 @@ class MainWindow(QMainWindow):
         if image.isNull():
             self.message.show_message("The clipboard holds no picture.", error=True)
             return
-        if self._busy():
+        if self._whole_picture_running():
             self.message.show_message("An upscale is running; cancel it (Esc) before pasting "
                                       "a picture.", error=True)
             return
@@ -443,9 +562,9 @@ class MainWindow(QMainWindow):
         if self._load is None or rid != self._load.id:
             return
         self._load = None
-        self.picture, self.result, self._preview = picture, None, None
+        self.session.open(picture)
         w, h = picture.display.width, picture.display.height
-        self.compare.set_before(picture.display, f"Original  {w:,} \u00d7 {h:,}")
+        self.compare.set_before(picture.display, self._original_label(picture))
         self.options.set_input_size((w, h))
         self.progress.setValue(0)
         self.run_label.setText("")
@@ -453,9 +572,52 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_buttons()
 
+    def open_pair(self, original: Path, result: Path) -> None:
+        """Show a finished batch file: ``original`` beside its ``result``, in the compare view."""
+        if self._whole_picture_running():
+            self.message.show_message("An upscale is running; cancel it (Esc) before opening "
+                                      "another picture.", error=True)
+            return
+        self.tabs.setCurrentWidget(self.picture_tab)
+        self.message.hide()
+        self._start_load(LoadRequest(path=original, result=result))
+
+    def _on_paired(self, rid: int, picture: Picture, out: Picture) -> None:
+        if self._load is None or rid != self._load.id:
+            return
+        self._on_loaded(rid, picture)
+        self.session.finished_upscale(UpscaleResult(None, out.path, out.photo, out.display,
+                                                    0.0, out.name))
+        self._show_latest()
+        self.statusBar().showMessage(f"{picture.name} beside its result {out.name}.")
+        self._update_title()
+        self._update_buttons()
+
     # --- upscaling --------------------------------------------------------------------------
+    @property
+    def picture(self) -> Picture | None:
+        """The picture shown."""
+        return self.session.picture
+
+    @property
+    def result(self) -> UpscaleResult | None:
+        """The last whole-photo result of the picture shown (None before one)."""
+        return self.session.result
+
+    @property
+    def _job(self) -> UpscaleJob | PreviewJob | None:
+        return self.session.job
+
     def _busy(self) -> bool:
-        return self._job is not None
+        return self.session.job is not None
+
+    def _whole_picture_running(self) -> bool:
+        """True while a whole upscale runs; a preview under way is simply dropped."""
+        if self.session.running(PreviewJob):
+            self.session.job.cancel.set()
+            self._end_job()
+            self.run_label.setText("")
+        return self.session.running(UpscaleJob)
 
     def output_folder(self, picture: Picture) -> Path:
         """Where the result of ``picture`` goes: the chosen folder, else the original's
@@ -472,19 +634,27 @@ class MainWindow(QMainWindow):
             QStandardPaths.StandardLocation.PicturesLocation) or str(Path.home())
         return Path(pictures) / APP_NAME
 
-    def upscale(self) -> None:
-        """Upscale the picture shown with the chosen model and options."""
-        if self._busy():
-            return
+    def _ready_to_run(self) -> bool:
+        """True when a picture and a model are there; else say what is missing."""
         if self.picture is None:
             self.message.show_message("Open a picture first (drop one on the window, or "
                                       "Ctrl+O).", error=True)
-            return
-        c = self.options.choice()
-        if not c.model:
+            return False
+        if not self.options.choice().model:
             self.message.show_message("No model is available; open Models \u2192 Manage "
                                       "models to download one.", error=True)
+            return False
+        return True
+
+    def upscale(self) -> None:
+        """Upscale the whole picture shown with the chosen model and options."""
+        if self.session.running(UpscaleJob) or not self._ready_to_run():
             return
+        assert self.picture is not None
+        if self.session.running(PreviewJob):  # the whole photo wins over a preview
+            self.session.job.cancel.set()
+            self.session.end()
+        c = self.options.choice()
         size = self.options.output_size() or (self.picture.display.width * c.model_scale,
                                               self.picture.display.height * c.model_scale)
         if not self._ready_for(c, size):
@@ -499,13 +669,11 @@ class MainWindow(QMainWindow):
         self.message.hide()
         job = UpscaleJob(self.picture, c.model, folder, c.out_format, c.quality, c.scale,
                          c.width, c.height, c.device, clean_up=c.clean_up)
-        self._job, self.result = job, None
-        self._preview = self.picture.display.copy()
-        self._preview.dim(PREVIEW_DIM)
-        self.compare.set_after(self._preview, "Upscaling\u2026", scene=size)
-        self.progress.setRange(0, 0)
-        self.run_label.setText("Starting\u2026")
-        self._update_buttons()
+        self.session.start(job)
+        self._canvas = self.picture.display.copy()
+        self._canvas.dim(PREVIEW_DIM)
+        self.compare.set_after(self._canvas, "Upscaling\u2026", scene=size)
+        self._begin_run("Upscaling the whole picture\u2026")
         self._thread.worker.submit(job)  # type: ignore[attr-defined]
 
     def job_size(self, c: OutputChoice, size: tuple[int, int]) -> sizing.JobSize:
@@ -539,16 +707,83 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, APP_NAME, text)
         return answer == QMessageBox.StandardButton.Yes
 
+    def preview(self) -> None:
+        """Upscale only the part of the picture in view (at most 256 x 256 input pixels)
+        and show it over the original: what the model does, in seconds, nothing written."""
+        if self.session.running(UpscaleJob):
+            self.message.show_message("An upscale is running; cancel it (Esc) before "
+                                      "previewing.", error=True)
+            return
+        if not self._ready_to_run():
+            return
+        self._start_preview(self._region_in_view(), fit=True)
+
+    def preview_rect(self, rect: QRectF) -> None:
+        """Preview the rectangle dragged with Shift (scene pixels); a large one is cut to
+        the preview's size around its centre."""
+        if self.session.running(UpscaleJob) or not self._ready_to_run():
+            return
+        self._start_preview(self._scene_to_region(rect), fit=True)
+
+    def _scene_to_region(self, rect: QRectF) -> tuple[int, int, int, int]:
+        pic = self.picture
+        assert pic is not None
+        fx = pic.display.width / self.compare.state.scene_w
+        fy = pic.display.height / self.compare.state.scene_h
+        return preview_region((rect.x() * fx, rect.y() * fy, rect.width() * fx,
+                               rect.height() * fy), pic.display.width, pic.display.height)
+
+    def _region_in_view(self) -> tuple[int, int, int, int]:
+        return self._scene_to_region(self.compare.visible_scene_rect())
+
+    def _start_preview(self, region: tuple[int, int, int, int], *, fit: bool) -> None:
+        if self.session.running(PreviewJob):
+            self.session.job.cancel.set()
+        c = self.options.choice()
+        job = PreviewJob(self.picture, c.model, region, c.device, c.clean_up)
+        self._fit_preview = fit
+        self.message.hide()
+        self.session.start(job)
+        self._begin_run(f"Previewing a {region[2]} \u00d7 {region[3]} region\u2026")
+        self._thread.worker.submit(job)  # type: ignore[attr-defined]
+
+    def _begin_run(self, text: str) -> None:
+        self._pct = -1
+        self.progress.setRange(0, 0)
+        self.run_label.setText("Starting\u2026")
+        self.statusBar().showMessage(text)  # replaces what the last run left there
+        self._update_buttons()
+
+    def _on_options_changed(self) -> None:
+        self._update_buttons()
+        if self.picture is None or self.session.running(UpscaleJob):
+            return
+        c = self.options.choice()
+        if c.model and self.session.preview_outdated(PreviewKey(c.model, c.clean_up, c.device)):
+            self._rerun_timer.start()  # a slider drag re-runs once it rests
+
+    def _rerun_preview(self) -> None:
+        """Run the preview again, same region, with the model and clean-up now chosen."""
+        if self.picture is None or self.session.running(UpscaleJob):
+            return
+        c = self.options.choice()
+        if not c.model or not self.session.preview_outdated(
+                PreviewKey(c.model, c.clean_up, c.device)):
+            return
+        job = self.session.job if self.session.running(PreviewJob) else None
+        region = job.region if job is not None else self.session.preview.region
+        self._start_preview(region, fit=False)
+
     def cancel(self) -> None:
-        """Stop the running upscale within one tile; nothing is written."""
-        if self._job is not None:
-            self._job.cancel.set()
+        """Stop the running upscale or preview within one layer; nothing is written."""
+        if self.session.job is not None:
+            self.session.job.cancel.set()
             self.run_label.setText("Cancelling\u2026")
         elif self.batch.is_running() and self.tabs.currentWidget() is self.batch:
             self.batch.cancel()
 
     def _current(self, rid: int) -> bool:
-        return self._job is not None and rid == self._job.id
+        return self.session.is_current(rid)
 
     def _on_status(self, rid: int, text: str) -> None:
         if self._current(rid):
@@ -567,22 +802,36 @@ class MainWindow(QMainWindow):
             self.run_label.setText(f"Downloading the model: {done / 1e6:.1f} MB")
 
     def _on_progress(self, rid: int, done: int, total: int, eta: float) -> None:
+        if self._current(rid):
+            self._tiles = (done, total)
+
+    def _on_fraction(self, rid: int, fraction: float, eta: float) -> None:
         if not self._current(rid):
             return
+        pct = int(100 * fraction)
+        if pct == self._pct and fraction < 1:
+            return  # the screen changes once per per cent, however often layers end
+        self._pct = pct
         self.progress.setRange(0, 1000)
-        self.progress.setValue(int(1000 * done / max(1, total)))
-        left = eta_text(eta) if done < total else "saving\u2026"
-        self.run_label.setText(f"Tile {done} of {total} \u2014 {left}")
-        self.compare.set_after_label(f"Upscaling  {round(100 * done / max(1, total))} %")
+        self.progress.setValue(int(1000 * fraction))
+        what = "Preview" if self.session.running(PreviewJob) else "Upscaling"
+        left = eta_text(eta) if eta >= 0 and fraction < 1 else ""
+        done, total = self._tiles
+        tiles = f" (tile {min(done + 1, total)} of {total})" if total > 1 else ""
+        self.run_label.setText(f"{what} {pct} %{tiles}" + (f" \u2014 {left}" if left else ""))
+        if self.session.running(UpscaleJob):
+            self.compare.set_after_label(f"Upscaling  {pct} %")
 
     def _on_tile(self, rid: int, y0: int, x0: int, rgb: np.ndarray) -> None:
-        if self._current(rid) and self._preview is not None:
-            self._preview.update_region(y0, x0, rgb)
+        if self._current(rid) and self._canvas is not None:
+            self._canvas.update_region(y0, x0, rgb)
             self.compare.refresh()
 
     def _end_job(self) -> None:
-        self._job = None
-        self._preview = None
+        self.session.end()
+        self._canvas = None
+        self._tiles = (0, 0)
+        self._pct = -1
         self.progress.setRange(0, 1000)
         self._update_buttons()
 
@@ -590,10 +839,9 @@ class MainWindow(QMainWindow):
         if not self._current(rid):
             return
         self._end_job()
-        self.result = result
+        self.session.finished_upscale(result)
         w, h = result.display.width, result.display.height
-        self.compare.set_after(result.display, f"{result.model_name}  {w:,} \u00d7 {h:,}",
-                               scene=(w, h))
+        self._show_latest()
         self.progress.setValue(1000)
         self.run_label.setText(f"Done in {result.seconds:.1f} s")
         self.statusBar().showMessage(f"Saved {result.path}")
@@ -602,6 +850,23 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_buttons()
         self.options.refresh_models()  # a model may have been downloaded on the way
+
+    def _on_previewed(self, rid: int, preview: PreviewResult) -> None:
+        if not self._current(rid):
+            return
+        self._end_job()
+        self.session.finished_preview(preview)
+        self._show_latest()
+        if self._fit_preview:
+            x, y, w, h = (v * preview.scale for v in preview.region)
+            self.compare.show_scene_rect(QRectF(x, y, w, h))
+        self.progress.setValue(1000)
+        self.run_label.setText(f"Preview in {preview.seconds:.1f} s")
+        rw, rh = preview.region[2:]
+        self.statusBar().showMessage(
+            f"Preview of a {rw} \u00d7 {rh} region with {preview.model_name}; change the model "
+            "or the clean-up to compare, or press Upscale for the whole picture.")
+        self.options.refresh_models()
 
     def _on_failed(self, rid: int, text: str) -> None:
         if self._load is not None and rid == self._load.id:
@@ -625,15 +890,63 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Cancelled; nothing was written.")
 
     def _abandon_job(self, label: str) -> None:
-        """A run that produced nothing: the original comes back in place of the preview."""
+        """A run that produced nothing: what was shown before it comes back."""
         self._end_job()
-        self._drop_preview()
+        self._show_latest()
         self.progress.setValue(0)
         self.run_label.setText(label)
 
-    def _drop_preview(self) -> None:
-        if self.picture is not None and self.compare.before is not None:
-            self.compare.set_before(self.picture.display, self.compare.before.label)
+    def _show_latest(self) -> None:
+        """Show the picture with its last finished output: the whole result, the preview
+        over the original, or nothing beside the original."""
+        pic, s = self.picture, self.session
+        if pic is None:
+            return
+        if s.latest == "result" and s.result is not None:
+            r = s.result
+            w, h = r.display.width, r.display.height
+            self.compare.set_after(r.display, f"{r.model_name}  {w:,} \u00d7 {h:,}",
+                                   scene=(w, h))
+        elif s.latest == "preview" and s.preview is not None:
+            p = s.preview
+            k = p.scale
+            x, y, w, h = p.region
+            self.compare.set_after(self._preview_base(), _preview_label(p),
+                                   scene=(pic.display.width * k, pic.display.height * k),
+                                   inset=p.display, inset_rect=(x * k, y * k, w * k, h * k))
+        elif self.compare.after is not None and self.compare.before is not None:
+            self.compare.set_before(pic.display, self._original_label(pic))
+        self._show_before()
+        self._update_buttons()
+
+    def _show_before(self) -> None:
+        """The "before" side: the original, or the previous preview of the same region
+        (another model or clean-up) when "Previous preview" is on: model against model."""
+        pic, s = self.picture, self.session
+        if pic is None or self.compare.before is None:
+            return
+        rival = s.rival if s.latest == "preview" and self.rival_button.isChecked() else None
+        if rival is not None:
+            k = rival.scale
+            x, y, w, h = rival.region
+            self.compare.set_before_layer(self._preview_base(), _preview_label(rival),
+                                          inset=rival.display,
+                                          inset_rect=(x * k, y * k, w * k, h * k))
+        elif self.compare.before.inset is not None:
+            self.compare.set_before_layer(pic.display, self._original_label(pic))
+
+    def _original_label(self, picture: Picture) -> str:
+        return _original_label(picture, self.compare.smooth_before)
+
+    def _preview_base(self) -> DisplayImage:
+        """The original, dimmed: what surrounds a preview (made once per picture)."""
+        pic = self.picture
+        assert pic is not None
+        if self._base_for is not pic:
+            self._base = pic.display.copy()
+            self._base.dim(PREVIEW_DIM)
+            self._base_for = pic
+        return self._base
 
     # --- views ------------------------------------------------------------------------------
     def set_compare_mode(self, mode: str) -> None:
@@ -641,6 +954,18 @@ class MainWindow(QMainWindow):
         self.compare.set_mode(mode)
         self.settings.set("compare_mode", mode)
         self._sync_mode_buttons()
+
+    def set_original_as(self, how: str) -> None:
+        """Draw the original enlarged ``"pixels"`` (nearest neighbour) or ``"smooth"``
+        (Lanczos); remembered between runs."""
+        self.compare.set_original_smooth(how == "smooth")
+        self.settings.set("original_as", how)
+        before, pic = self.compare.before, self.picture
+        if before is not None and before.inset is None and pic is not None:
+            self.compare.set_before_layer(before.image, _original_label(pic, how == "smooth"))
+        index = self.original_combo.findData(how)
+        if index >= 0 and index != self.original_combo.currentIndex():
+            self.original_combo.setCurrentIndex(index)
 
     def _sync_mode_buttons(self) -> None:
         self.side_button.setChecked(self.compare.mode == "side")
@@ -695,10 +1020,14 @@ class MainWindow(QMainWindow):
 
     def _update_buttons(self) -> None:
         busy = self._busy()
-        can = self.picture is not None and not busy and bool(self.options.model_id())
-        self.upscale_button.setEnabled(can)
-        self.upscale_action.setEnabled(can)
+        can = (self.picture is not None and not self.session.running(UpscaleJob)
+               and bool(self.options.model_id()))
+        for widget in (self.upscale_button, self.upscale_action, self.preview_button,
+                       self.preview_action):
+            widget.setEnabled(can)
         self.cancel_button.setEnabled(busy)
+        rival = self.session.rival is not None and self.session.latest == "preview"
+        self.rival_button.setEnabled(rival)
         self.show_button.setEnabled(self.result is not None and not busy)
 
     # --- drag and drop ----------------------------------------------------------------------
@@ -747,7 +1076,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.settings.set_geometry(self.saveGeometry())
         self.settings.set("out_dir", self.out_edit.text().strip())
-        pending = [r.cancel for r in (self._job, self._load) if r is not None]
+        pending = [r.cancel for r in (self.session.job, self._load) if r is not None]
         self._thread.stop(pending)
         self.batch.shutdown()
         if self._models_dialog is not None:

@@ -8,6 +8,7 @@ its model picker.
 
 from __future__ import annotations
 
+import html
 import threading
 from pathlib import Path
 
@@ -91,8 +92,10 @@ class ModelsDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
-        self.table.setWordWrap(False)
+        # Descriptions wrap inside their column and each row is as tall as its text needs,
+        # so no description is cut off whatever the dialog's width.
+        self.table.setWordWrap(True)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header = self.table.horizontalHeader()
         for col in range(len(COLUMNS) - 1):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -207,6 +210,8 @@ class ModelsDialog(QDialog):
         if e.psnr:
             parts.append("PSNR " + ", ".join(f"{k} {v:.2f} dB" for k, v in e.psnr.items()))
         text = " \u2014 ".join(parts)
+        if e.description:
+            text += f"<br>{html.escape(e.description)}"
         if e.paper:
             text += f"<br>Paper: {e.paper}"
         if e.source:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QStandardItemModel
+from PySide6.QtGui import QPaintEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -18,6 +18,9 @@ from PySide6.QtWidgets import (
     QSlider,
     QSpinBox,
     QStackedWidget,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QVBoxLayout,
     QWidget,
 )
@@ -50,18 +53,68 @@ class OutputChoice:
 
 
 def model_item_text(st: catalog.Status) -> str:
-    """How a model appears in the picker: its title, its kind (photo or paper-exact) and
-    whether it must be downloaded."""
+    """How a model appears in the picker: its title, its kind (photo or paper-exact) and,
+    unless it is ready to use, what it needs (a download). Short enough to be read whole in
+    the options column: an installed model carries no suffix, a built-in one no
+    "(embedded)"."""
     e = st.entry
-    title = f"{e.title}  [{e.kind}]"
+    title = e.title.removesuffix(" (embedded)") if e.embedded else e.title
+    if e.kind:
+        title = f"{title}  [{e.kind}]"
     if st.installed:
-        return f"{title}  \u2014  installed"
+        return title
     if e.embedded:
         return f"{title}  \u2014  missing"
     if e.downloadable:
         return f"{title}  \u2014  download {size_text(e.size)}" if e.size else \
             f"{title}  \u2014  download"
     return f"{title}  \u2014  manual download"
+
+
+def model_short_text(st: catalog.Status) -> str:
+    """The chosen model in the closed picker: title and kind (what it needs is said below)."""
+    e = st.entry
+    title = e.title.removesuffix(" (embedded)") if e.embedded else e.title
+    return f"{title}  [{e.kind}]" if e.kind else title
+
+
+class ModelCombo(QComboBox):
+    """The model picker. Its list shows each model's full line (kind, download size); the
+    closed box shows the chosen model's title and kind, which fit the options column, and
+    elides in the middle, never at the end, when a window is narrower still."""
+
+    SHORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+    def shown_text(self) -> str:
+        """The text the closed box shows for the current model."""
+        return self.currentData(self.SHORT_ROLE) or self.currentText()
+
+    def text_room(self) -> int:
+        """Width in pixels the closed box has for its text."""
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        return self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                           QStyle.SubControl.SC_ComboBoxEditField, self).width()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's naming
+        p = QStylePainter(self)
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        p.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, opt)
+        opt.currentText = self.fontMetrics().elidedText(
+            self.shown_text(), Qt.TextElideMode.ElideMiddle, self.text_room())
+        p.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, opt)
+
+    def list_width(self) -> int:
+        """Width the open list needs to show every model's line whole."""
+        fm = self.view().fontMetrics()
+        widest = max((fm.horizontalAdvance(self.itemText(i)) for i in range(self.count())),
+                     default=0)
+        return widest + 48  # margins, a scroll bar
+
+    def showPopup(self) -> None:  # noqa: N802
+        self.view().setMinimumWidth(max(self.width(), self.list_width()))
+        super().showPopup()
 
 
 #: The clean-up slider's steps (0..100 -> 0.00..1.00).
@@ -80,7 +133,7 @@ class OptionsPanel(QWidget):
         self._input_size: tuple[int, int] | None = None
 
         # --- model ---
-        self.model_combo = QComboBox(self)
+        self.model_combo = ModelCombo(self)
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(22)
         self.model_description = QLabel(self)
@@ -187,6 +240,7 @@ class OptionsPanel(QWidget):
                 continue
             self.model_combo.addItem(model_item_text(st), e.id)
             item = model.item(self.model_combo.count() - 1)
+            item.setData(model_short_text(st), ModelCombo.SHORT_ROLE)
             usable = st.installed or (e.downloadable and not e.embedded)
             if not usable:
                 item.setEnabled(False)
@@ -299,8 +353,7 @@ class OptionsPanel(QWidget):
             entry = catalog.get(mid) if mid else None
         except FinescaleError:
             entry = None
-        self.model_description.setText(entry.description if entry else
-                                       "No model is available; open Manage models.")
+        self.model_description.setText(self._model_text(mid, entry))
         self.size_mode.setItemText(0, f"Model's scale (\u00d7{entry.scale})" if entry
                                    else "Model's scale")
         self.size_stack.setCurrentIndex(self.size_mode.currentIndex())
@@ -310,6 +363,23 @@ class OptionsPanel(QWidget):
         self._update_size_line()
         self._save()
         self.changed.emit()
+
+    @staticmethod
+    def _model_text(mid: str, entry: catalog.Entry | None) -> str:
+        """The line under the picker: what the model needs before it runs, and what it is."""
+        if entry is None:
+            return "No model is available; open Manage models."
+        try:
+            installed = catalog.is_installed(mid)
+        except FinescaleError:
+            installed = False
+        need = ""
+        if not installed and entry.downloadable:
+            size = f" ({size_text(entry.size)})" if entry.size else ""
+            need = f"Downloaded when first used{size}. "
+        elif not installed:
+            need = "Not installed: see Manage models. "
+        return need + entry.description
 
     def _restore(self) -> None:
         s = self.settings

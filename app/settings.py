@@ -18,6 +18,7 @@ SCALE_MODES = ("model", "factor", "width", "height")
 OUTPUT_FORMATS = ("same", "PNG", "JPEG", "WEBP", "TIFF")
 DEVICES = ("auto", "cpu", "cuda")
 COMPARE_MODES = ("side", "wipe")
+ORIGINAL_AS = ("pixels", "smooth")
 EXISTING_POLICIES = ("skip", "overwrite", "number")
 
 #: key -> (type, default)
@@ -33,6 +34,7 @@ _SPEC: dict[str, tuple[type, Any]] = {
     "out_dir": (str, ""),
     "device": (str, "auto"),
     "compare_mode": (str, "side"),
+    "original_as": (str, "pixels"),
     "last_dir": (str, ""),
     "batch/in_dir": (str, ""),
     "batch/out_dir": (str, ""),
@@ -41,7 +43,8 @@ _SPEC: dict[str, tuple[type, Any]] = {
     "batch/existing": (str, "skip"),
 }
 _CHOICES = {"scale_mode": SCALE_MODES, "out_format": OUTPUT_FORMATS, "device": DEVICES,
-            "compare_mode": COMPARE_MODES, "batch/existing": EXISTING_POLICIES}
+            "compare_mode": COMPARE_MODES, "original_as": ORIGINAL_AS,
+            "batch/existing": EXISTING_POLICIES}
 _RANGES = {"scale_factor": (0.1, 16.0), "out_width": (1, 200_000), "out_height": (1, 200_000),
            "quality": (1, 100), "clean_up": (-1.0, 1.0)}
 

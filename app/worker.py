@@ -27,6 +27,7 @@ from sr_core import catalog, formats
 from sr_core.errors import Cancelled, FinescaleError, OutputExistsError
 
 from .display import DisplayImage
+from .session import PreviewKey
 
 _ids = itertools.count(1)
 
@@ -54,6 +55,7 @@ class LoadRequest:
     path: Path | None = None
     photo: Any = None
     name: str = ""
+    result: Path | None = None  # a finished result of ``path`` to show beside it (batch row)
     id: int = field(default_factory=lambda: next(_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -83,10 +85,42 @@ class UpscaleJob:
 
 
 @dataclass
+class PreviewJob:
+    """Upscale ``region`` = ``(x, y, width, height)`` (input pixels) of ``picture`` with
+    ``model``, for the compare view only: nothing is written."""
+
+    picture: Picture
+    model: str
+    region: tuple[int, int, int, int]
+    device: str = "auto"
+    clean_up: float | None = None
+    tile: int | str = "auto"
+    id: int = field(default_factory=lambda: next(_ids))
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def key(self) -> PreviewKey:
+        """The choices this preview shows (a change of any of them re-runs it)."""
+        return PreviewKey(self.model, self.clean_up, self.device)
+
+
+@dataclass
+class PreviewResult:
+    """A finished preview: the region at the model's scale, ready to show."""
+
+    job: PreviewJob
+    region: tuple[int, int, int, int]  # x, y, width, height in input pixels (clipped)
+    scale: int
+    display: DisplayImage
+    seconds: float
+    model_name: str
+
+
+@dataclass
 class UpscaleResult:
     """A finished upscale: where it was written and what to show."""
 
-    job: UpscaleJob
+    job: UpscaleJob | None  # None: a result written earlier (a batch's), opened to compare
     path: Path
     photo: Any
     display: DisplayImage
@@ -175,19 +209,25 @@ class UpscaleWorker(QObject):
     """Runs :class:`LoadRequest` and :class:`UpscaleJob` requests in its thread.
 
     Signals (the first argument is always the request id):
-        loaded(id, Picture); status(id, text) -- what is happening, one sentence;
+        loaded(id, Picture); paired(id, Picture, result Picture) -- a request with a
+        ``result``; status(id, text) -- what is happening, one sentence;
         download(id, done_bytes, total_bytes) -- total 0 when unknown;
         progress(id, done_tiles, total_tiles, eta_seconds);
+        fraction(id, fraction_done, eta_seconds or -1) -- as the network's layers finish;
         tile(id, y0, x0, rgb_uint8) -- a finished tile at the input's resolution;
-        finished(id, UpscaleResult); failed(id, sentence); cancelled(id).
+        finished(id, UpscaleResult); previewed(id, PreviewResult); failed(id, sentence);
+        cancelled(id).
     """
 
     loaded = Signal(int, object)
+    paired = Signal(int, object, object)
     status = Signal(int, str)
     download = Signal(int, object, object)
     progress = Signal(int, int, int, float)
+    fraction = Signal(int, float, float)
     tile = Signal(int, int, int, object)
     finished = Signal(int, object)
+    previewed = Signal(int, object)
     failed = Signal(int, str)
     cancelled = Signal(int)
     _request = Signal(object)
@@ -198,7 +238,7 @@ class UpscaleWorker(QObject):
         self._upscaler_key: tuple[str, str, str] | None = None
         self._request.connect(self._handle)
 
-    def submit(self, request: LoadRequest | UpscaleJob | None) -> None:
+    def submit(self, request: LoadRequest | UpscaleJob | PreviewJob | None) -> None:
         """Queue a request; it runs in the worker's thread after the ones before it.
 
         ``None`` only imports the engine (torch), so that the first upscale starts at once.
@@ -206,7 +246,7 @@ class UpscaleWorker(QObject):
         self._request.emit(request)
 
     @Slot(object)
-    def _handle(self, request: LoadRequest | UpscaleJob | None) -> None:
+    def _handle(self, request: LoadRequest | UpscaleJob | PreviewJob | None) -> None:
         if request is None:  # warm-up: pay for importing torch before the first upscale
             import sr_core.engine  # noqa: F401
 
@@ -216,6 +256,8 @@ class UpscaleWorker(QObject):
                 raise Cancelled()
             if isinstance(request, LoadRequest):
                 self._load(request)
+            elif isinstance(request, PreviewJob):
+                self._preview(request)
             else:
                 self._upscale(request)
         except Cancelled:
@@ -238,10 +280,16 @@ class UpscaleWorker(QObject):
         else:
             photo, name, path = req.photo, req.name or "Pasted picture", None
         display = DisplayImage.from_photo(photo)
-        self.loaded.emit(req.id, Picture(photo, display, name, path))
+        picture = Picture(photo, display, name, path)
+        if req.result is None:
+            self.loaded.emit(req.id, picture)
+            return
+        out = read_image(req.result)
+        self.paired.emit(req.id, picture, Picture(out, DisplayImage.from_photo(out),
+                                                  req.result.name, req.result))
 
     # --- upscaling --------------------------------------------------------------------------
-    def _model(self, job: UpscaleJob) -> Any:
+    def _model(self, job: UpscaleJob | PreviewJob) -> Any:
         """The Upscaler for the job's model and device, reused while they stay the same."""
         key = (job.model, job.device, str(job.tile), job.clean_up)
         if self._upscaler is not None and self._upscaler_key == key:
@@ -272,8 +320,11 @@ class UpscaleWorker(QObject):
         def on_tile(y0: int, x0: int, rgb: Any) -> None:
             self.tile.emit(job.id, y0, x0, rgb)
 
+        def detail(fraction: float, eta: float) -> None:
+            self.fraction.emit(job.id, fraction, eta)
+
         out = up.upscale(photo, progress=progress, cancel=job.cancel, on_tile=on_tile,
-                         scale=job.scale, width=job.width, height=job.height)
+                         scale=job.scale, width=job.width, height=job.height, detail=detail)
         if job.cancel.is_set():
             raise Cancelled()
         fmt = job.out_format or _same_format(photo)
@@ -288,6 +339,22 @@ class UpscaleWorker(QObject):
         display = DisplayImage.from_photo(out)
         self.finished.emit(job.id, UpscaleResult(job, path, out, display,
                                                  time.perf_counter() - started, up.model.name))
+
+    def _preview(self, job: PreviewJob) -> None:
+        started = time.perf_counter()
+        up = self._model(job)
+        self.status.emit(job.id, f"Previewing with {up.model.name}...")
+        part = up.upscale_region(job.picture.photo, job.region, cancel=job.cancel,
+                                 detail=lambda f, eta: self.fraction.emit(job.id, f, eta))
+        if job.cancel.is_set():
+            raise Cancelled()
+        rgb = part.pixels[..., :3]
+        alpha = part.pixels[..., 3] if part.pixels.shape[2] == 4 else None
+        display = DisplayImage(rgb, alpha)
+        region = (part.x, part.y, part.width, part.height)
+        self.previewed.emit(job.id, PreviewResult(job, region, part.scale, display,
+                                                  time.perf_counter() - started,
+                                                  up.model.name))
 
     @staticmethod
     def _write(write_image: Any, photo: Any, folder: Path, name: str, fmt: str,

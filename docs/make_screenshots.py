@@ -4,8 +4,12 @@
 
 Runs under Xvfb when there is no display and ``xvfb-run`` is installed, else with Qt's
 offscreen platform. Settings and (with ``--checkpoint``) the model cache are temporary, so
-the user's own are never touched. Saves: empty.png, compare-side.png, compare-slider.png,
-batch.png, models.png.
+the user's own are never touched. Saves: empty.png, preview.png, preview-vs.png,
+compare-side.png, compare-slider.png, batch.png, models.png.
+
+The pictures of a preview and of the detail <-> clean-up control use a *noisy* copy of the
+bundled sample (Gaussian noise sigma 10 and JPEG quality 35, made here in the temporary
+folder, never saved in the repository): what a real phone or web photo looks like.
 """
 
 from __future__ import annotations
@@ -119,9 +123,41 @@ def _drive(window: Any, model: str, work: Path, out: Path, settle: Callable[...,
     sample = work / "pictures" / "sample.png"
     sample.parent.mkdir()
     shutil.copy(paths.resource_path("sample.png"), sample)
-    window.open_paths([sample])
-    wait(lambda: window.picture is not None, "the sample to open")
+    noisy = _noisy_copy(sample, work / "pictures" / "cat-noisy.jpg")
+    window.open_paths([noisy])
+    wait(lambda: window.picture is not None, "the noisy photo to open")
     window.options.select_model(model)
+    pic = window.picture.display
+    # The region around the cat's eye (near 40 %, 37 % of the sample): the photo alone fills
+    # the view at twice the model's scale (the scene is still the photo itself), so the part
+    # in view is a region of it, which the preview then shows at 100 % in each pane.
+    scale = window.options.choice().model_scale
+    window.set_original_as("smooth")
+    window.set_compare_mode("side")
+    window.compare.set_zoom(2.0 * scale)
+    window.compare.state.center_on(0.405 * pic.width, 0.37 * pic.height)
+    settle()
+    window.preview()
+    wait(lambda: window.session.preview is not None or window.message.is_error, "the preview")
+    if window.session.preview is None:
+        raise SystemExit(window.message.text())
+    shoot(window, "preview.png")
+    # Detail <-> clean-up: the paper-exact end against the photo model, on the slider.
+    if window.options.clean_up.isEnabled():
+        first = window.session.preview
+        window.options.clean_up.setValue(0)
+        wait(lambda: window.session.preview is not first and window.session.job is None,
+             "the preview at clean-up 0")
+        window.rival_button.click()  # the photo model's preview in place of the original
+        window.set_compare_mode("wipe")
+        window.compare.left.set_wipe(0.5)
+        shoot(window, "preview-vs.png")
+        window.rival_button.click()
+        window.options.clean_up.setValue(round(100 * (first.job.clean_up or 1.0)))
+
+    window.open_paths([sample])
+    wait(lambda: window.picture is not None and window.picture.path == sample,
+         "the sample to open")
     window.upscale()
     wait(lambda: window.result is not None or window.message.is_error, "the upscale")
     if window.result is None:
@@ -129,10 +165,13 @@ def _drive(window: Any, model: str, work: Path, out: Path, settle: Callable[...,
     result = window.result
     # Show detail: 100 % around the cat's eye (the sample's left eye is near 40 %, 37 %).
     cx, cy = 0.405 * result.display.width, 0.37 * result.display.height
+    window.set_original_as("pixels")
     window.set_compare_mode("side")
     window.compare.set_zoom(1.0)
     window.compare.state.center_on(cx, cy)
     shoot(window, "compare-side.png")
+    window.message.hide()
+    window.set_original_as("smooth")
     window.set_compare_mode("wipe")
     window.compare.set_zoom(1.0)
     window.compare.state.center_on(cx, cy)
@@ -166,6 +205,24 @@ def _drive(window: Any, model: str, work: Path, out: Path, settle: Callable[...,
     dialog.select(model)
     dialog.table.setFocus(Qt.FocusReason.OtherFocusReason)
     shoot(dialog, "models.png")
+
+
+def _noisy_copy(src: Path, dst: Path) -> Path:
+    """``src`` with Gaussian noise (sigma 10 of 255) saved as a JPEG of quality 35."""
+    import numpy as np
+
+    from sr_core.imageio import read_image, write_image
+
+    photo = read_image(src)
+    rng = np.random.default_rng(7)
+    rgb = photo.rgb.astype(np.float32)
+    if photo.rgb.dtype == np.uint8:
+        rgb /= 255.0
+    rgb = np.clip(rgb + rng.normal(0.0, 10 / 255, rgb.shape).astype(np.float32), 0.0, 1.0)
+    noisy = photo.with_pixels(rgb)
+    noisy.source = None
+    write_image(noisy, dst, quality=35)
+    return dst
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 ``Upscaler(model).upscale(photo)`` streams the picture through the model tile by tile
 (:mod:`sr_core.tiling`), blends the tiles into one preallocated output, upscales alpha beside
-the colour, and resizes to any requested size. It reports progress, honours a cancel token
-between tiles, answers out-of-memory errors with smaller tiles (then the CPU), and never
-writes a file.
+the colour, and resizes to any requested size. It reports progress (per tile, and per
+network step within a tile), honours a cancel token before every module of the network (so
+Cancel stops a one-tile photo within one layer, :mod:`sr_core.interrupt`), answers
+out-of-memory errors with smaller tiles (then the CPU), and never writes a file.
+``upscale_region`` upscales part of a picture with its context (the window's preview).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .device import (
     release_freed_memory_promptly,
 )
 from .errors import Cancelled, FinescaleError
+from .interrupt import ForwardWatch
 from .models import SRModel
 from .tiling import (
     DEFAULT_OVERLAP,
@@ -49,6 +52,10 @@ from .tiling import (
 
 ProgressFn = Callable[[int, int, float], None]
 TileFn = Callable[[int, int, np.ndarray], None]
+#: ``detail(fraction_done, eta_seconds)``: fine progress within and across tiles (eta -1: unknown).
+DetailFn = Callable[[float, float], None]
+#: ``detail`` is called when the fraction done has grown by at least this much.
+DETAIL_STEP = 0.002
 
 #: A float32 output is returned for Photos up to this many bytes of RGB; beyond it the
 #: output is uint8 / uint16 (the source's bit depth) so that huge results stay affordable.
@@ -76,6 +83,41 @@ class _Job:
     on_tile: TileFn | None
     height: int                # size before padding up to the model's minimum
     width: int
+    meter: _Meter | None = None
+
+
+class _Meter:
+    """Fraction of a job done, from finished tiles plus the steps of the tile under way."""
+
+    def __init__(self, plan: TilePlan, detail: DetailFn,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.total_px = max(1, sum(t.src_pixels for t in plan.tiles))
+        self.done_px = 0
+        self.tile_px = 0
+        self.detail = detail
+        self.clock = clock
+        self.started = clock()
+        self.shown = -1.0
+
+    def begin_tile(self, tile: Tile) -> None:
+        self.tile_px = tile.src_pixels
+
+    def end_tile(self) -> None:
+        self.done_px += self.tile_px
+        self.tile_px = 0
+        self.report(self.done_px / self.total_px)
+
+    def step(self, done: int, total: int) -> None:
+        self.report((self.done_px + self.tile_px * done / max(1, total)) / self.total_px)
+
+    def report(self, fraction: float) -> None:
+        fraction = min(1.0, fraction)
+        if fraction - self.shown < DETAIL_STEP and fraction < 1.0:
+            return
+        self.shown = fraction
+        elapsed = self.clock() - self.started
+        eta = elapsed * (1.0 - fraction) / fraction if fraction >= 0.01 else -1.0
+        self.detail(fraction, eta)
 
 
 class Upscaler:
@@ -111,6 +153,9 @@ class Upscaler:
         self.multiple = max(1, int(self.model.info.tile_multiple))
         self.tile = self._parse_tile(tile)
         self._splits = 0
+        #: Cancel checks and step counts inside the forward pass (``watch.max_gap``: the
+        #: worst cancel latency seen, in seconds).
+        self.watch = ForwardWatch(self.model)
         self.model.to(device=self.device, dtype=self.dtype).eval()
         release_freed_memory_promptly()
 
@@ -185,7 +230,7 @@ class Upscaler:
     def upscale(self, image: Any, *, progress: ProgressFn | None = None,
                 cancel: CancelToken | None = None, on_tile: TileFn | None = None,
                 scale: float | None = None, width: int | None = None,
-                height: int | None = None) -> Any:
+                height: int | None = None, detail: DetailFn | None = None) -> Any:
         """Upscale a :class:`~sr_core.imageio.Photo` or an ``H x W x 3|4`` array.
 
         Args:
@@ -193,13 +238,15 @@ class Upscaler:
                 colour) or an ndarray (uint8, uint16 or float in [0, 1]; 4 channels = RGBA),
                 returned as an ndarray of the same dtype (float input gives float32).
             progress: ``progress(done_tiles, total_tiles, eta_seconds)`` after every tile.
-            cancel: checked before every tile; when set, :class:`~sr_core.errors.Cancelled`
-                is raised and nothing is returned.
+            cancel: checked before every tile and before every module of the network; when
+                set, :class:`~sr_core.errors.Cancelled` is raised and nothing is returned.
             on_tile: ``on_tile(y0, x0, rgb_uint8)`` after every tile with a cheap preview: the
                 tile's core at the *input* resolution, placed at input pixel ``(y0, x0)``.
             scale, width, height: at most one; the output size (``width`` or ``height`` alone
                 keep the aspect ratio). Default: the model's scale. Other sizes are made by
                 the model's scale followed by an antialiased resize.
+            detail: ``detail(fraction_done, eta_seconds)`` as the network's layers finish
+                (every 0.2 % at most), so that a one-tile photo has a percentage too.
         """
         photo = image if _is_photo(image) else None
         rgb, alpha = _split_channels(image.rgb if photo is not None else image,
@@ -221,9 +268,12 @@ class Upscaler:
             both = None
             out_rgb = np.empty((hp * s, wp * s, 3), dtype=out_dtype)
             out_alpha = np.empty((hp * s, wp * s), dtype=out_dtype) if with_alpha else None
-        job = _Job(rgb_p, alpha_p, plan, cancel, on_tile, h, w)
+        job = _Job(rgb_p, alpha_p, plan, cancel, on_tile, h, w,
+                   _Meter(plan, detail) if detail is not None else None)
         outputs = [(out_rgb, 3)] + ([(out_alpha, 1)] if out_alpha is not None else [])
-        with torch.inference_mode():
+        on_step = job.meter.step if job.meter is not None else None
+        self.watch.every_op = self.device.type == "cpu"  # GPU kernels run asynchronously
+        with torch.inference_mode(), self.watch.active(cancel, on_step):
             self._run(job, BandStitcher(plan, outputs), progress)
         if both is not None:
             result = _finish(both, (h * s, w * s), target)
@@ -234,6 +284,35 @@ class Upscaler:
             return photo.with_pixels(rgb_out, alpha_out)
         return rgb_out
 
+    def upscale_region(self, image: Any, region: tuple[int, int, int, int], *,
+                       progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                       detail: DetailFn | None = None) -> Region:
+        """Upscale only ``region`` = ``(x, y, width, height)`` (input pixels) of ``image``.
+
+        The model reads the region plus its tiling context (:func:`region_source`), so the
+        result matches the same part of a whole-picture upscale (a preview of it) at the
+        cost of the region alone. ``image`` is a Photo or an array as for :meth:`upscale`;
+        the region is clipped to the picture. Returns a :class:`Region` holding the model's
+        output over the region: ``height * scale x width * scale`` pixels, RGB or RGBA,
+        uint8/uint16 for such sources, else float32.
+        """
+        photo = image if _is_photo(image) else None
+        rgb, alpha = _split_channels(image.rgb if photo is not None else image,
+                                     photo.alpha if photo is not None else None)
+        hh, ww = rgb.shape[:2]
+        x, y, w, h = clip_region(region, ww, hh)
+        sy, sx = region_source(Span(y, y + h), hh, self.context, self.multiple), \
+            region_source(Span(x, x + w), ww, self.context, self.multiple)
+        crop = rgb[sy.lo:sy.hi, sx.lo:sx.hi]
+        if alpha is not None:
+            crop = np.dstack((crop, alpha[sy.lo:sy.hi, sx.lo:sx.hi]))
+        out = self.upscale(np.ascontiguousarray(crop), progress=progress, cancel=cancel,
+                           detail=detail)
+        s = self.model.scale
+        oy, ox = (y - sy.lo) * s, (x - sx.lo) * s
+        pixels = np.ascontiguousarray(out[oy:oy + h * s, ox:ox + w * s])
+        return Region(x, y, w, h, s, pixels)
+
     # --- the tile loop ----------------------------------------------------------------------
     def _run(self, job: _Job, stitcher: BandStitcher, progress: ProgressFn | None) -> None:
         plan = job.plan
@@ -242,6 +321,8 @@ class Upscaler:
         for row in range(plan.rows):
             for tile in plan.band(row):
                 _check(job.cancel)
+                if job.meter is not None:
+                    job.meter.begin_tile(tile)
                 hr = self._tile_pixels(job, tile)
                 if job.on_tile is not None:
                     self._preview(job, tile, hr)
@@ -250,6 +331,8 @@ class Upscaler:
                 stitcher.add(tile, hr.permute(1, 2, 0).contiguous().cpu().numpy(), weighted=True)
                 del hr
                 done_px += tile.src_pixels
+                if job.meter is not None:
+                    job.meter.end_tile()
                 if progress is not None:
                     eta = (time.perf_counter() - started) * (total_px - done_px) / done_px
                     progress(tile.index + 1, len(plan.tiles), eta)
@@ -348,6 +431,40 @@ class Upscaler:
 
 
 # --- helpers --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Region:
+    """The model's output over part of a picture: input rectangle ``(x, y, width, height)``
+    and ``pixels`` of ``height * scale x width * scale`` (RGB or RGBA)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    scale: int
+    pixels: np.ndarray
+
+
+def clip_region(region: tuple[int, int, int, int], width: int,
+                height: int) -> tuple[int, int, int, int]:
+    """``(x, y, w, h)`` cut to a ``width x height`` picture; an empty result is an error."""
+    x, y, w, h = (int(round(v)) for v in region)
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise FinescaleError(f"The region {w} x {h} at ({x}, {y}) lies outside the "
+                             f"{width} x {height} picture.")
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def region_source(span: Span, size: int, context: int, multiple: int) -> Span:
+    """Input rows (or columns) the model reads to upscale ``span`` as the whole picture would:
+    ``span`` grown by ``context`` on each side, both ends on the architecture's ``multiple``
+    grid (so windows fall where they fall for the whole picture), clipped to ``[0, size)``."""
+    lo = max(0, (span.lo - context) // multiple * multiple)
+    hi = min(size, -(-(span.hi + context) // multiple) * multiple)
+    return Span(lo, hi)
+
+
 def output_size(height: int, width: int, model_scale: int, *, scale: float | None = None,
                 out_width: int | None = None, out_height: int | None = None) -> tuple[int, int]:
     """Output ``(height, width)`` for at most one of ``scale``, ``out_width``, ``out_height``.

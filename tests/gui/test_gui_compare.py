@@ -197,3 +197,48 @@ def test_a_100_megapixel_result_renders_only_the_visible_tiles(qtbot):
     ox, oy = view.right.origin()
     shot = _grab(view.right)[40:]
     assert np.array_equal(shot, big[oy + 40:oy + 40 + shot.shape[0], ox:ox + shot.shape[1]])
+
+
+def test_original_as_smooth_is_a_lanczos_enlargement_not_blocks(qtbot, view):
+    import cv2
+
+    before = view.before_pixels
+    view.set_zoom(2.0)
+    view.state.center_on(400, 300)
+    QApplication.processEvents()
+    view.set_original_smooth(True)
+    QApplication.processEvents()
+    ox, oy = view.left.origin()
+    shot = _grab(view.left)[40:].astype(np.int16)
+    lanczos = cv2.resize(before, (200 * 8, 150 * 8), interpolation=cv2.INTER_LANCZOS4)
+    want = lanczos[oy + 40:oy + 40 + shot.shape[0], ox:ox + shot.shape[1]].astype(np.int16)
+    assert shot.shape == want.shape
+    assert np.abs(shot - want).mean() < 1.0  # the same as an ordinary Lanczos enlargement
+    ys = (np.arange(40, 40 + shot.shape[0]) + oy) // 8
+    xs = (np.arange(shot.shape[1]) + ox) // 8
+    blocks = before[ys][:, xs].astype(np.int16)
+    assert np.abs(shot - blocks).mean() > 10  # and visibly not the pixel blocks
+    view.set_original_smooth(False)  # back to pixels
+    QApplication.processEvents()
+    assert np.array_equal(_grab(view.left)[40:], blocks.astype(np.uint8))
+
+
+def test_an_inset_is_drawn_over_its_scene_rectangle(qtbot):
+    v = CompareView()
+    qtbot.addWidget(v)
+    v.resize(820, 400)
+    v.show()
+    qtbot.waitExposed(v)
+    base = np.full((100, 100, 3), 90, np.uint8)
+    inset = _pattern(80, 120, 5)  # a 30 x 20 input region upscaled x4
+    v.set_before(DisplayImage(base), "Before")
+    v.set_after(DisplayImage(base.copy()), "Preview", scene=(400, 400),
+                inset=DisplayImage(inset), inset_rect=(200, 100, 120, 80))
+    v.set_zoom(1.0)
+    v.state.center_on(260, 140)
+    QApplication.processEvents()
+    ox, oy = v.right.origin()
+    shot = _grab(v.right)
+    y0, x0 = 100 - oy, 200 - ox  # the inset's corner on screen
+    assert np.array_equal(shot[y0:y0 + 80, x0:x0 + 120], inset)
+    assert (shot[y0 - 5, x0 - 5] == 90).all() and (shot[y0 + 85, x0 + 125] == 90).all()

@@ -186,7 +186,7 @@ def test_the_window_downloads_the_model_on_demand(qtbot, served, settings, tmp_p
     assert w.result is not None, w.message.text()
     assert seen and seen[-1][0] == seen[-1][1] > 0
     assert catalog.is_installed("tiny-dl")
-    assert w.options.model_combo.currentText().endswith("installed")
+    assert "download" not in w.options.model_combo.currentText()  # installed: no suffix
     w.close()
 
 
