@@ -16,7 +16,7 @@ def test_slider_follows_the_chosen_model_and_says_why_when_off(qtbot, tmp_path) 
     panel = _panel(qtbot, tmp_path)
     panel.select_model("finescale-asid-x4-photo")
     assert panel.clean_up.isEnabled()
-    assert panel.choice().clean_up == 1.0  # the photo model's catalogue default
+    assert panel.choice().clean_up == 0.75  # the photo model's catalogue default
     panel.clean_up.setValue(40)
     assert panel.choice().clean_up == 0.4
     assert "Clean-up 0.40: a blend of both" in panel.clean_up_label.text()
