@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
-import numpy as np
 import pytest
 from gui_helpers import open_picture, write_picture
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
@@ -87,22 +87,23 @@ def test_upscale_finishes_shows_the_result_and_the_window_stays_responsive(
     window.options.select_model(tiny_model)
     assert window.options.size_result.text() == "\u2192 960 \u00d7 720 pixels"
 
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    # The window stays responsive because the model runs outside the GUI thread: checked by
+    # where the work happens, not by timing the event loop (a busy CI machine stalls any
+    # thread now and then).
+    gui_thread = threading.get_ident()
+    work_threads: set[int] = set()
     progress: list[tuple[int, int]] = []
     tiles: list[tuple[int, int]] = []
     worker = window._thread.worker
     worker.progress.connect(lambda rid, d, t, eta: progress.append((d, t)))
+    worker.progress.connect(lambda *a: work_threads.add(threading.get_ident()),
+                            Qt.ConnectionType.DirectConnection)
     worker.tile.connect(lambda rid, y, x, rgb: tiles.append(rgb.shape[:2]))
 
-    timer.start()
     qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert window.cancel_button.isEnabled() and not window.upscale_button.isEnabled()
     qtbot.waitUntil(lambda: window.result is not None or window.message.is_error,
                     timeout=60_000)
-    timer.stop()
     assert window.result is not None, window.message.text()
 
     out = window.result.path
@@ -115,8 +116,7 @@ def test_upscale_finishes_shows_the_result_and_the_window_stays_responsive(
     assert progress and progress[-1][0] == progress[-1][1]
     assert tiles  # low-resolution previews of finished tiles arrived
     assert "street.png" in window.windowTitle() and out.name in window.windowTitle()
-    gaps = list(np.diff(ticks))
-    assert len(ticks) > 5 and max(gaps) < 0.25, f"event loop stalled {max(gaps):.3f} s"
+    assert work_threads and gui_thread not in work_threads
 
 
 @pytest.fixture()
@@ -180,9 +180,9 @@ def test_closing_the_window_during_a_run_stops_the_worker_cleanly(qtbot, setting
     w._thread.worker.progress.connect(lambda *a: seen.append(a))
     w.upscale()
     qtbot.waitUntil(lambda: bool(seen), timeout=30_000)
-    t0 = time.perf_counter()
     w.close()
-    assert time.perf_counter() - t0 < 10
+    # Closing cancelled the job (it did not wait for the whole picture).
+    assert seen[-1][1] < seen[-1][2]
     assert w._thread.thread.isFinished()
     assert w.batch._thread.thread.isFinished()
     assert _files(pic.parent) == ["harbour.png"]
