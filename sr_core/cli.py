@@ -700,6 +700,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     _add_clean_up(p)
+    _add_size_limit(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     from .cluster import add_arguments as add_ray_arguments
 

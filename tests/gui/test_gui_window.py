@@ -308,7 +308,7 @@ def test_a_long_job_asks_first_and_no_means_nothing_starts(window, monkeypatch) 
         class photo:
             width, height, alpha, bit_depth = 400, 300, None, 8
 
-    w.picture = _Pic()
+    monkeypatch.setattr(w.session, "picture", _Pic())
     assert w._ready_for(c, (1600, 1200)) is False
     assert len(asked) == 1 and "1600x1200" in asked[0] and "h" in asked[0]
     monkeypatch.setattr(sizing, "seconds_per_megapixel", lambda family, device="cpu": 1.0)
