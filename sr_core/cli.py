@@ -347,15 +347,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_train)
 
 
+def _known(lookup: Callable[[str], Any], name: str) -> bool:
+    """True when ``lookup(name)`` finds it; else its one sentence is printed (a usage error)."""
+    try:
+        lookup(name)
+    except FinescaleError as e:
+        _error(str(e))
+        return False
+    return True
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, degradation_model, list_images, train
 
-    if args.degradation is not None:
-        try:
-            degradation_model(args.degradation)
-        except FinescaleError as e:
-            _error(str(e))
-            return 2
+    if args.degradation is not None and not _known(degradation_model, args.degradation):
+        return 2
     list_images(args.data)  # a missing or empty folder is one sentence, and no run folder
     list_images(args.val)
     cfg = TrainConfig(arch=args.arch, variant=args.variant, scale=args.scale, data=args.data,
@@ -406,12 +412,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from .evaluate import compare, evaluate, format_comparison, format_table, preset
 
-    if args.degradation is not None:
-        try:
-            preset(args.degradation)
-        except FinescaleError as e:
-            _error(str(e))
-            return 2
+    if args.degradation is not None and not _known(preset, args.degradation):
+        return 2
     model: Any = args.model
     if args.clean_up is not None:
         refusal = _clean_up_refusal(model, args.clean_up)

@@ -425,9 +425,7 @@ class Preset:
         ``downscale(hr_float, scale)`` is the protocol's bicubic (passed in so that this
         module does not depend on the metrics module's resizer).
         """
-        rng = self.rng(image_name)
-        sigma = float(rng.uniform(*self.noise_sigma))
-        quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+        sigma, quality = self.params(image_name)
         x = hr.astype(np.float32) / 255.0
         if self.blur_sigma > 0:
             size = 2 * math.ceil(3 * self.blur_sigma) + 1
