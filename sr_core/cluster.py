@@ -367,7 +367,7 @@ def run_batch_ray(plan: BatchPlan, model: Any, options: RayOptions | None = None
                   on_message: Callable[[str], None] | None = None) -> BatchReport:
     """Carry out ``plan`` on a Ray cluster; the same report as :func:`~sr_core.batch.run_batch`.
 
-    ``model`` is the SRModel (or anything :func:`~sr_core.models.load_model` takes) the
+    ``model`` is the SRModel (or anything :func:`~sr_core.loader.load_model` takes) the
     plan was made for; it is loaded here once and sent to every worker. When Ray is
     already initialised in this process its cluster is used as it is (``options.address``
     is ignored); otherwise :func:`connect` starts or joins one for the run. ``progress``
@@ -376,7 +376,7 @@ def run_batch_ray(plan: BatchPlan, model: Any, options: RayOptions | None = None
     for the cluster or the folder as a whole.
     """
     from .batch import ModelLabel
-    from .models import load_model
+    from .loader import load_model
 
     options = options or RayOptions()
     options.validate()
@@ -618,11 +618,14 @@ class _Dispatch:
     def _commit(self, job: Job, data: bytes) -> None:
         """Write the bytes a worker encoded, by the existing-output policy (ship_files)."""
         from .batch import place_output
+        from .imageio import write_encoded
 
         row = job.result
         try:
-            if not place_output(self.plan, job, self.claimed,
-                                lambda path, overwrite: _write_bytes(path, data, overwrite)):
+            def put(path: Path, overwrite: bool) -> None:
+                write_encoded(path, data, overwrite=overwrite)
+
+            if not place_output(self.plan, job, self.claimed, put):
                 row.notes = []
         except FinescaleError as e:
             row.status, row.reason, row.output, row.notes = "failed", str(e), None, []
@@ -648,16 +651,6 @@ class _Dispatch:
         last = self.writer.last
         self.writer.write()
         self.unsaved = self.writer.last == last
-
-
-def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write encoded image bytes atomically, as :func:`~sr_core.imageio.write_image` does."""
-    from .imageio import _atomic_write, _write_error
-
-    try:
-        _atomic_write(path, lambda f: f.write(data), overwrite)  # type: ignore[arg-type,return-value]
-    except OSError as e:
-        raise _write_error(path, e) from None
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -720,13 +713,16 @@ def cli_runner(args: argparse.Namespace, model_source: Any, say: Callable[[str],
     workers; the device is chosen by each worker. ``clean_up`` places a photo pair's model on
     its detail <-> clean-up line.
     """
-    from .cleanup import resolve_model
+    from .cleanup import default_clean_up
+    from .loader import load_model
 
     options = options_from_args(args)
     where = options.validate()
     if not where.local:  # an unreachable cluster is said before anything else happens
         _probe(str(where.address))
-    model = resolve_model(model_source, clean_up)
+    if clean_up is None:
+        clean_up = default_clean_up(model_source)
+    model = load_model(model_source, clean_up=clean_up)
 
     def run(plan: BatchPlan, progress: Callable[[BatchProgress], None]) -> BatchReport:
         return run_batch_ray(plan, model, options, progress=progress, on_message=say)

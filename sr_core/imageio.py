@@ -21,7 +21,6 @@ import io
 import math
 import mmap
 import os
-import secrets
 import stat
 import struct
 import warnings
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms
 
+from . import atomic
 from . import exif as exifmod
 from . import formats as formatsmod
 from .errors import (
@@ -856,10 +856,6 @@ _ENCODERS: dict[str, Callable[[_Job, BinaryIO], None]] = {
 
 
 # --- writing --------------------------------------------------------------------------------
-def _write_error(path: Path, e: OSError) -> WriteError:
-    return write_error(path, e)
-
-
 def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
     """One sentence for an OSError met while writing ``path`` (disk full, read-only, ...)."""
     path = Path(path)
@@ -941,53 +937,38 @@ def _is_source(photo: Photo, path: Path) -> bool:
         return Path(os.path.abspath(photo.source)) == Path(os.path.abspath(path))
 
 
-def _create_temporary(path: Path) -> Path:
-    """A new empty hidden file beside ``path`` (same file system, so the rename is atomic)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        try:
-            # Mode 0o666 lets the umask decide, as for any new file (mkstemp would give 0o600).
-            os.close(os.open(tmp, flags, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
 def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: bool) -> None:
-    """Encode into a temporary file beside ``path``, fsync it, and rename it into place."""
-    tmp = _create_temporary(path)
-    done = False
-    try:
-        with open(tmp, "w+b") as f:  # a named file object: tifffile wants a path
-            encode(f)
-            f.flush()
-            os.fsync(f.fileno())
+    """Encode into a temporary file beside ``path`` and move it into place durably
+    (:func:`sr_core.atomic.replacing`); without ``overwrite`` an existing file is kept."""
+
+    def install(tmp: Path, dest: Path) -> None:
         if overwrite:
-            check_replaceable(path)  # again: something may have appeared while encoding
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if another writer got there first
-            except FileExistsError:
-                raise OutputExistsError(
-                    f"Refusing to write {path}: the file already exists.") from None
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    raise OutputExistsError(
-                        f"Refusing to write {path}: the file already exists.") from None
-                os.replace(tmp, path)
-        done = True
-    finally:
-        if not done or os.path.exists(tmp):
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    with contextlib.suppress(OSError):  # make the rename itself durable where we can
-        dfd = os.open(path.parent, os.O_RDONLY)
+            check_replaceable(dest)  # again: something may have appeared while encoding
+            os.replace(tmp, dest)
+            return
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            os.link(tmp, dest)  # fails if another writer got there first
+        except FileExistsError:
+            raise OutputExistsError(f"Refusing to write {dest}: the file already exists.") \
+                from None
+        except OSError:  # file systems without hard links
+            if dest.exists():
+                raise OutputExistsError(
+                    f"Refusing to write {dest}: the file already exists.") from None
+            os.replace(tmp, dest)
+
+    with atomic.replacing(path, install=install) as tmp, open(tmp, "w+b") as f:
+        encode(f)  # a named file object: tifffile wants a path
+
+
+def write_encoded(path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> None:
+    """Put already-encoded image bytes at ``path`` as :func:`write_image` puts its own
+    (atomically; without ``overwrite`` an existing file is kept), one sentence on failure."""
+    p = Path(path)
+    try:
+        _atomic_write(p, lambda f: f.write(data) and None, overwrite)
+    except OSError as e:
+        raise write_error(p, e) from None
 
 
 def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None = None,
@@ -1044,5 +1025,5 @@ def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None =
     try:
         _atomic_write(p, lambda f: _ENCODERS[fmt](job, f), overwrite)
     except OSError as e:
-        raise _write_error(p, e) from None
+        raise write_error(p, e) from None
     return p
