@@ -23,7 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from sr_core import catalog, formats
+from sr_core import catalog, formats, installer
 from sr_core.errors import Cancelled, FinescaleError, OutputExistsError
 
 from .display import DisplayImage
@@ -173,21 +173,15 @@ def prepare_model(model: str, cancel: threading.Event, on_status: Callable[[str]
     A catalogue model with a paper-exact and a photo version is loaded at ``clean_up``
     (both versions are fetched first); None is the model's own default.
     """
-    from sr_core import load_model
-    from sr_core.cleanup import load_with_clean_up
+    from sr_core.cleanup import default_clean_up
+    from sr_core.loader import is_catalogue_id, load_model
 
-    if Path(model).exists():
-        on_status("Loading the model...")
-        return load_model(model)
-    pair = catalog.clean_up_pair(model)
-    for mid in (pair or (model,)):
-        entry = catalog.get(mid)
-        if not catalog.is_installed(entry.id):
-            size = f" ({entry.size / 1e6:.0f} MB)" if entry.size else ""
-            on_status(f"Downloading {entry.title}{size}...")
-            catalog.ensure_model(entry.id, progress=_download_progress(cancel, on_download))
-    on_status("Loading the model...")
-    return load_with_clean_up(catalog.get(model).id, clean_up if pair else None)
+    if is_catalogue_id(model) and catalog.clean_up_pair(model) is None:
+        clean_up = None  # the slider is off for this model; its value does not apply
+    elif clean_up is None:
+        clean_up = default_clean_up(model)
+    return load_model(model, clean_up=clean_up, cancel=cancel, on_status=on_status,
+                      progress=_download_progress(cancel, on_download))
 
 
 def _download_progress(cancel: threading.Event,
@@ -439,7 +433,7 @@ class CatalogWorker(QObject):
             if req.action == "download":
                 self._download(req)
             elif req.action == "import":
-                entry = catalog.import_checkpoint(req.path)
+                entry = installer.import_checkpoint(req.path)
                 req.model_id = entry.id
                 self.done.emit(req, f"{req.path.name} was imported as {entry.id} "
                                     f"({entry.title}).")
@@ -454,7 +448,7 @@ class CatalogWorker(QObject):
 
     def _download(self, req: CatalogRequest) -> None:
         entry = catalog.get(req.model_id)
-        catalog.ensure_model(entry.id, progress=_download_progress(
+        installer.install(entry.id, progress=_download_progress(
             req.cancel, lambda done, total: self.progress.emit(req, done, total)))
         self.done.emit(req, f"{entry.title} is installed.")
 

@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ("models", "load_model"),
+    "load_model": ("loader", "load_model"),
     "SRModel": ("models", "SRModel"),
     "Upscaler": ("engine", "Upscaler"),
     "read_image": ("imageio", "read_image"),

@@ -121,7 +121,7 @@ def _clean_up_refusal(model: str, clean_up: float | None) -> str | None:
     """Why ``--clean-up`` cannot be used with ``model`` (one sentence), or None."""
     if clean_up is None:
         return None
-    from .models import is_catalogue_id
+    from .loader import is_catalogue_id
 
     if not is_catalogue_id(model):
         return (f"--clean-up {clean_up:g}: {model} is a checkpoint file; clean-up needs a "
@@ -420,9 +420,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if refusal:
             _error(refusal)
             return 2
-        from .cleanup import load_with_clean_up
+        from .loader import load_model
 
-        model = load_with_clean_up(model, args.clean_up)
+        model = load_model(model, clean_up=args.clean_up)
     with tqdm(unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -473,7 +473,9 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(n: int | None) -> str:
-    return f"{n / 1e6:.1f} MB" if n else "?"
+    from .units import format_bytes
+
+    return format_bytes(n or None)
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
@@ -485,18 +487,17 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([r.as_dict() for r in rows])
         return 0
-    table = [("ID", "ARCH", "SCALE", "KIND", "SIZE", "INSTALLED", "VERIFIED", "LICENCE")]
+    table = [("ID", "ARCH", "SCALE", "KIND", "SIZE", "STATUS", "VERIFIED", "LICENCE")]
     for r in rows:
         e = r.entry
-        installed = "embedded" if e.embedded and r.installed else "yes" if r.installed else (
-            "no" if e.downloadable else "manual" if not e.embedded else "missing")
-        table.append((e.id, e.arch, f"x{e.scale}", e.kind, _size(r.size), installed,
+        table.append((e.id, e.arch, f"x{e.scale}", e.kind, _size(r.size), str(r.availability),
                       "yes" if r.verified else "no", e.licence or "?"))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"\ncache: {_cache_dir()}  (verified = checked against a published sha256; "
-          "manual = no direct link, see `finescale models download ID`; kind: paper-exact = "
+          "manual download = no direct link, see `finescale models download ID`; kind: "
+          "paper-exact = "
           "trained on clean bicubic downscales as in the paper, photo = trained on real-world "
           "blur, noise and JPEG)")
     return 0
@@ -511,7 +512,7 @@ def _cache_dir() -> str:
 def _cmd_models_download(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import catalog
+    from . import catalog, installer
 
     failed = 0
     for mid in args.ids:
@@ -529,7 +530,7 @@ def _cmd_models_download(args: argparse.Namespace) -> int:
                 bars[0].update(done - bars[0].n)
 
             try:
-                path = catalog.ensure_model(mid, progress=progress)
+                path = installer.install(mid, progress=progress)
             finally:
                 for bar in bars:
                     bar.close()
@@ -543,12 +544,12 @@ def _cmd_models_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_remove(args: argparse.Namespace) -> int:
-    from . import catalog
+    from . import installer
 
     failed = 0
     for mid in args.ids:
         try:
-            freed = catalog.remove(mid)
+            freed = installer.remove(mid)
             print(f"{mid}: removed ({_size(freed)} freed)")
         except FinescaleError as e:
             failed += 1
@@ -557,7 +558,7 @@ def _cmd_models_remove(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_verify(args: argparse.Namespace) -> int:
-    from . import catalog
+    from . import catalog, installer
 
     ids = args.ids or [e.id for e in catalog.entries() if catalog.is_installed(e.id)]
     if not ids:
@@ -566,7 +567,7 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
     failed = 0
     for mid in ids:
         try:
-            result = catalog.verify(mid)
+            result = installer.verify(mid)
         except FinescaleError as e:
             failed += 1
             _error(str(e))
@@ -577,9 +578,9 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_import(args: argparse.Namespace) -> int:
-    from . import catalog
+    from . import catalog, installer
 
-    entry = catalog.import_checkpoint(args.file, name=args.name)
+    entry = installer.import_checkpoint(args.file, name=args.name)
     st = catalog.status(entry.id)
     how = "verified against the catalogue" if st.verified else "unverified"
     print(f"{args.file}: imported as {entry.id} ({entry.title}, {how}); "
@@ -625,7 +626,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _remember_speed(model: str, result: Any) -> None:
     """Feed a bench measurement to the job-size cost model (ETAs follow this machine)."""
-    from .models import load_model
+    from .loader import load_model
     from .sizing import record_measurement
 
     h, w = result.input

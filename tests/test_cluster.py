@@ -28,7 +28,7 @@ from sr_core.batch import LOCK_NAME, REPORT_NAME, BatchOptions, load_report, pla
 from sr_core.cluster import RayOptions, connect, parse_address, run_batch_ray
 from sr_core.engine import Upscaler
 from sr_core.errors import FinescaleError
-from sr_core.models import load_model
+from sr_core.loader import load_model
 
 WORKER = {"device": "cpu", "precision": "fp32", "tile": 0}
 # Fields that differ between any two runs of the same batch (times, where the output is).
