@@ -130,29 +130,25 @@ class UpscaleResult:
 
 def output_name(stem: str, job: UpscaleJob, model: Any, out_width: int, in_width: int,
                 ext: str) -> str:
-    """The result's file name, as a batch names it: ``{stem}_x{scale}_{model}.{ext}``
-    (e.g. ``beach_x4_HPINet-M.png``; ``x2.5`` for a chosen factor)."""
-    from sr_core.batch import DEFAULT_TEMPLATE, ModelLabel
+    """The result's file name, as ``finescale upscale`` names it:
+    :func:`sr_core.naming.upscaled_name` (e.g. ``beach_x4.jpg``; ``x2.5`` for a chosen
+    factor), with ``ext`` (no dot) the extension of the format written."""
+    from sr_core.batch import ModelLabel
+    from sr_core.naming import output_suffix, upscaled_name
 
-    label = ModelLabel.of(model)
-    if job.scale is not None:
-        scale = f"{job.scale:g}"
-    elif job.width is None and job.height is None:
-        scale = str(label.scale)
-    else:
-        scale = f"{round(out_width / in_width, 2):g}"
-    return DEFAULT_TEMPLATE.format(stem=stem, scale=scale, model=label.name, ext=ext)
+    path, photo = job.picture.path, job.picture.photo
+    suffix = output_suffix(path.suffix if path else "", formats.suffix_format(f".{ext}"),
+                           job.out_format)
+    return upscaled_name(stem, suffix, ModelLabel.of(model).scale, in_width=in_width,
+                         in_height=photo.height, scale=job.scale, width=job.width,
+                         height=job.height)
 
 
 def _free_path(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name`` with ``_2``, ``_3``... when that exists."""
-    path = folder / name
-    stem, suffix = path.stem, path.suffix
-    n = 2
-    while path.exists():
-        path = folder / f"{stem}_{n}{suffix}"
-        n += 1
-    return path
+    from sr_core.naming import free_path
+
+    return free_path(folder / name)
 
 
 def unexpected(error: BaseException) -> str:

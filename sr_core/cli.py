@@ -60,8 +60,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --- upscale --------------------------------------------------------------------------------
-_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp",
-        "AVIF": ".avif", "HEIF": ".heic"}
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
             "tiff": "TIFF", "avif": "AVIF", "heic": "HEIF"}
 
@@ -163,26 +161,18 @@ def _default_model() -> str:
 
 
 def _upscale_target(args: argparse.Namespace, name: str, photo: Any, model_scale: int) -> Path:
-    """Where the upscaled ``photo``, read from ``name``, goes."""
-    from .formats import write_formats
+    """Where the upscaled ``photo``, read from ``name``, goes (the window names it alike)."""
+    from .naming import output_suffix, upscaled_name
 
     src = Path(name)
     if args.output:
         return Path(args.output)
     fmt = _FORMATS[args.format] if args.format else None
-    # The input's own format where Finescale writes it (HEIC needs pillow-heif's encoder).
-    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in write_formats()
-                                 else ".png")
-    if args.scale is not None:
-        label = f"{args.scale:g}"
-    elif args.width is not None:
-        label = f"{args.width / photo.width:.2f}".rstrip("0").rstrip(".")
-    elif args.height is not None:
-        label = f"{args.height / photo.height:.2f}".rstrip("0").rstrip(".")
-    else:
-        label = str(model_scale)
+    suffix = output_suffix(src.suffix, photo.format, fmt)
     folder = Path(args.out_dir) if args.out_dir else src.parent
-    return folder / f"{src.stem}_x{label}{ext}"
+    return folder / upscaled_name(src.stem, suffix, model_scale, in_width=photo.width,
+                                  in_height=photo.height, scale=args.scale, width=args.width,
+                                  height=args.height)
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:

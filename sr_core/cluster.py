@@ -7,7 +7,7 @@ The driver (the process that runs this) makes the same plan as the single-machin
 actor per worker where the cluster has room; each actor loads the model once (the driver
 sends it through Ray's object store, so workers need no model cache) and converts the files
 the driver hands it, one at a time, with the batch's own read / upscale / name / policy /
-atomic-rename code (``batch._one`` and :func:`~sr_core.batch.place_output`)::
+atomic-rename code (``batch.running._one`` and :func:`~sr_core.batch.place_output`)::
 
     plan = plan_batch("scans", "scans-x4", model=model)
     report = run_batch_ray(plan, model, RayOptions(address="local:2"))
@@ -349,15 +349,15 @@ class _Worker:
 
 def _convert(plan: BatchPlan, job: Job, upscaler: Any) -> None:
     """Read, upscale and write one job with the single-machine batch's own code."""
-    from . import batch
+    from .batch import running
 
     photo: Future[Any] = Future()
     try:
-        photo.set_result(batch._read(job))
+        photo.set_result(running._read(job))
     except Exception as e:  # a bad file: _one turns it into the row's reason
         photo.set_exception(e)
-    batch._one(plan, job, upscaler, photo, batch._Runner(plan, None), None, set(),
-               prefetch=lambda: None)
+    running._one(plan, job, upscaler, photo, running._Runner(plan, None), None, set(),
+                 prefetch=lambda: None)
 
 
 # --- the driver -----------------------------------------------------------------------------
@@ -503,13 +503,14 @@ class _Dispatch:
     def __init__(self, pool: _Pool, plan: BatchPlan, options: RayOptions, writer: Any,
                  progress: Callable[[BatchProgress], None] | None,
                  cancel: CancelToken | None, on_message: Callable[[str], None] | None) -> None:
-        from . import batch
+        from .batch.discovery import _key
+        from .batch.running import _Runner
 
         self.pool, self.plan, self.options, self.writer = pool, plan, options, writer
         self.cancel, self.on_message = cancel, on_message
-        self.run_ = batch._Runner(plan, progress)
+        self.run_ = _Runner(plan, progress)
         self.queue: deque[Job] = deque(plan.jobs)
-        self.claimed = {batch._key(plan.out_dir / r.output) for r in plan.rows
+        self.claimed = {_key(plan.out_dir / r.output) for r in plan.rows
                         if r.output and r.status in ("done", "pending")}
         self.attempts: dict[str, int] = {}
         self.unsaved = False
@@ -574,7 +575,7 @@ class _Dispatch:
 
     def _worker_died(self, i: int, job: Job, e: BaseException) -> bool:
         """A worker stopped while converting ``job``; True if it may take more files."""
-        from .batch import _now
+        from .batch.report import _now
 
         alive = self.pool.replace(i)
         row = job.result
@@ -631,7 +632,7 @@ class _Dispatch:
             row.status, row.reason, row.output, row.notes = "failed", str(e), None, []
 
     def _record(self, job: Job, status: str, reason: str) -> None:
-        from .batch import _now
+        from .batch.report import _now
 
         row = job.result
         row.status, row.reason, row.output, row.finished = status, reason, None, _now()
