@@ -28,6 +28,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+__all__ = ["Availability", "catalog_file", "clean_up_pair", "clean_up_unavailable",
+           "default_model", "entries", "Entry", "get", "is_community", "is_installed", "KINDS",
+           "model_path", "shipped", "status", "Status", "valid_id"]
+
+
 #: What a model was trained for: ``paper-exact`` models reproduce the papers' setting (clean
 #: bicubic downscales; the benchmark numbers), ``photo`` models are fine-tuned on real-world
 #: degradations (blur, noise, JPEG) for the photos people actually have.

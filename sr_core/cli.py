@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, guards
+from . import __version__, formats, guards
 from .errors import FinescaleError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -60,8 +60,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --- upscale --------------------------------------------------------------------------------
-_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
-            "tiff": "TIFF", "avif": "AVIF", "heic": "HEIF"}
+_FORMATS = formats.OPTION_NAMES
 
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
@@ -86,7 +85,7 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
                    help="largest tile side in pixels, 'auto' (fit the memory) or 0 (whole image)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff", "avif", "heic"),
+    p.add_argument("--format", choices=tuple(formats.OPTION_NAMES),
                    help="output format (default: the output name's, else the input's)")
     p.add_argument("--quality", type=guards.quality, default=95,
                    help="JPEG/WebP quality 1-100 (default 95)")
@@ -668,8 +667,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="{stem}_x{scale}_{model}.{ext}", metavar="TEMPLATE",
                    help="output file name template (fields below)")
     p.add_argument("--format", default="same",
-                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp", "avif",
-                            "heic"),
+                   choices=("same", *formats.OPTION_NAMES),
                    help="output format (default: the same as each input)")
     p.add_argument("--quality", type=guards.quality, default=95,
                    help="JPEG / WebP quality (default 95)")

@@ -51,6 +51,11 @@ from .tiling import (
     split_span,
 )
 
+__all__ = ["bleed_colour", "CancelToken", "clip_region", "DETAIL_STEP", "FLOAT_OUTPUT_MAX_BYTES",
+           "MAX_SPLITS", "output_size", "Region", "region_source", "resize", "TRANSPARENT",
+           "Upscaler"]
+
+
 ProgressFn = Callable[[int, int, float], None]
 TileFn = Callable[[int, int, np.ndarray], None]
 #: ``detail(fraction_done, eta_seconds)``: fine progress within and across tiles (eta -1: unknown).

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic
+from . import atomic, formats
 from .errors import FinescaleError, ImageReadError, WriteError
 from .metrics import imresize, modcrop, psnr, ssim
 
@@ -33,7 +33,6 @@ from .metrics import imresize, modcrop, psnr, ssim
 #: ``auto`` does what each model's authors did (``official`` for ASID, ``whole`` otherwise).
 PROTOCOLS = ("auto", "official", "whole")
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp")
 
 #: ``progress(done, total)`` after each image.
 Progress = Callable[[int, int], None]
@@ -97,9 +96,10 @@ def dataset_images(folder: str | os.PathLike[str]) -> list[Path]:
     d = Path(folder)
     if not d.is_dir():
         raise ImageReadError(f"{d}: no such dataset folder.")
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    known = formats.read_suffixes()
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in known)
     if not files:
-        raise ImageReadError(f"{d}: the folder holds no images (PNG, BMP, JPEG, TIFF).")
+        raise ImageReadError(f"{d}: the folder holds no images ({formats.describe()}).")
     return files
 
 

@@ -48,6 +48,12 @@ from .errors import (
     WriteError,
 )
 
+__all__ = ["AlphaDroppedWarning", "check_output_size", "check_replaceable", "default_max_pixels",
+           "DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "output_format", "Photo", "probe_image",
+           "READ_FORMATS", "read_image", "sane_dpi", "write_encoded", "write_error",
+           "WRITE_FORMATS", "write_image"]
+
+
 #: Largest image (width × height) read_image accepts unless told otherwise; override with the
 #: environment variable FINESCALE_MAX_PIXELS or read_image(max_pixels=...).
 DEFAULT_MAX_PIXELS = 200_000_000

@@ -21,6 +21,10 @@ from typing import Any
 from .errors import FinescaleError
 from .formats import extension, suffix_format, write_formats
 
+__all__ = ["check_template", "DEFAULT_TEMPLATE", "free_path", "output_suffix", "render_template",
+           "scale_label", "TEMPLATE_FIELDS", "template_scale", "unnumbered", "upscaled_name"]
+
+
 #: The batch's default output name template.
 DEFAULT_TEMPLATE = "{stem}_x{scale}_{model}.{ext}"
 

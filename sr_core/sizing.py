@@ -27,8 +27,8 @@ from . import atomic
 from .errors import JobTooLargeError
 from .units import format_bytes, format_seconds
 
-__all__ = ["JobSize", "JobTooLargeError", "calibrate", "check_job", "default_output_limit",
-           "estimate", "free_disk", "load_calibration",
+__all__ = ["ASK_ABOVE_SECONDS", "JobSize", "JobTooLargeError", "calibrate", "check_job",
+           "default_output_limit", "estimate", "free_disk", "load_calibration",
            "record_measurement", "seconds_per_megapixel"]
 
 #: CPU seconds per input megapixel at x4, per family (x2 and x3 cost about the same: the

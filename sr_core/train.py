@@ -32,11 +32,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from . import atomic
+from . import atomic, formats
 from .errors import FinescaleError
 from .models import SRModel, families
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -85,7 +83,7 @@ def list_images(folders: Sequence[str | os.PathLike[str]]) -> list[Path]:
         p = Path(d)
         if not p.is_dir():
             raise FinescaleError(f"{p}: training data folder not found.")
-        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in formats.read_suffixes())
     if not out:
         raise FinescaleError(f"no images found in {', '.join(map(str, folders))}.")
     return out

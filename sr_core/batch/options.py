@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .. import formats
 from ..errors import FinescaleError
 from ..naming import DEFAULT_TEMPLATE, check_template
 
@@ -42,9 +43,8 @@ SAME_FORMAT = "same"
 
 #: Output format names -> (writer format, extension); "same" keeps each input's format.
 OUTPUT_FORMATS: dict[str, tuple[str, str] | None] = {
-    SAME_FORMAT: None, "png": ("PNG", "png"), "jpeg": ("JPEG", "jpg"), "jpg": ("JPEG", "jpg"),
-    "webp": ("WEBP", "webp"), "tiff": ("TIFF", "tif"), "tif": ("TIFF", "tif"),
-    "bmp": ("BMP", "bmp"), "avif": ("AVIF", "avif"), "heic": ("HEIF", "heic"),
+    SAME_FORMAT: None,
+    **{name: (fmt, formats.extension(fmt)[1:]) for name, fmt in formats.OPTION_NAMES.items()},
 }
 
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
-import secrets
 import time
 from pathlib import Path
 
+from .. import atomic
 from ..errors import FinescaleError, WriteError
 from .report import BatchReport, _now, report_bytes
 
 LOCK_NAME = ".finescale-batch.lock"
-# imageio.write_image's temporary files: ".<final name>.<8 hex digits>.part" beside the output.
-_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")
 # The report is rewritten at most this often, or less when writing it gets slow (huge batches).
 _REPORT_MIN_INTERVAL = 0.2
 
@@ -31,7 +28,7 @@ def remove_stale_temporaries(out_dir: str | os.PathLike[str]) -> int:
     for folder, dirs, files in os.walk(out_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            if _TEMP_RE.match(name):
+            if atomic.TEMPORARY_PATTERN.match(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(folder, name))
                     removed += 1
@@ -81,16 +78,9 @@ class _ReportWriter:
         self.report.updated = _now()
         data = report_bytes(self.report.to_dict())
         path = self.report.path
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic.write_bytes(path, data)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise WriteError(f"Cannot write the report {path}: "
                              f"{(e.strerror or str(e)).lower()}.") from None
         self.last = time.monotonic()
