@@ -22,6 +22,9 @@ from .archs.layers import ArchInfo
 from .errors import CheckpointError, UnknownArchitectureError
 
 INSTALL_HINT = 'pip install "finescale[community]"'
+#: The torchvision that matches the CPU torch the README installs (PyPI's is a CUDA build).
+TORCHVISION_HINT = ("pip install torchvision==0.28.0 "
+                    "--index-url https://download.pytorch.org/whl/cpu")
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,19 @@ class SpandrelFamily:
 
 
 def _descriptor(sd: Mapping[str, torch.Tensor], origin: str, ours: Exception | None) -> Any:
+    found = f"{str(ours).rstrip('.')}; " if ours else f"{origin}: "
     try:
         import spandrel
     except ImportError:
-        found = f"{str(ours).rstrip('.')}; " if ours else f"{origin}: "
         raise UnknownArchitectureError(
             f"{found}other architectures (ESRGAN, SwinIR, ...) need the optional spandrel package, "
             f"which is not installed: {INSTALL_HINT}."
+        ) from None
+    except Exception as e:  # typically a torchvision built for another torch (a CUDA one)
+        first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise UnknownArchitectureError(
+            f"{found}spandrel is installed but cannot start ({first}); its torchvision must be "
+            f"the one built for torch {torch.__version__}: {TORCHVISION_HINT}."
         ) from None
     try:
         desc = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(sd))
