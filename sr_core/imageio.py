@@ -421,6 +421,8 @@ def _source_bits(im: Image.Image, fmt: str, head: bytes) -> int:
             return int(max(bps) if isinstance(bps, tuple) else bps)
     if fmt == "HEIF":
         return int(im.info.get("bit_depth") or 8)  # 10 and 12 are common on phones
+    if fmt == "AVIF":
+        return _avif_bits(head)
     if im.mode.startswith("I;16"):
         return 16
     return 1 if im.mode == "1" else 8
@@ -537,6 +539,38 @@ def _heif_high_bit_pixels(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
+def _avif_bits(data: bytes) -> int:
+    """Bits per channel of an AVIF, from its ``pixi`` box (8 when there is none)."""
+    # The box sits in the meta box at the start: size, "pixi", version and flags (4 bytes),
+    # the channel count, then one depth byte per channel.
+    i = data.find(b"pixi", 0, 1 << 16)
+    if i < 4 or len(data) < i + 10 or data[i + 8] == 0:
+        return 8
+    return int(data[i + 9])
+
+
+def _avif_high_bit_pixels(data: bytes, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a 10/12-bit AVIF at full precision as uint16 scaled to 16 bits (imagecodecs;
+    Pillow's decoder gives 8 bits). Like Pillow, libavif leaves the rotation to the EXIF
+    orientation that the caller applies."""
+    import imagecodecs
+
+    a = imagecodecs.avif_decode(data)
+    top = (1 << bits) - 1
+    a = np.rint(a.astype(np.float32) * (65535.0 / top)).clip(0, 65535).astype(np.uint16)
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[..., :3], a[..., 3]
+    return a, None
+
+
+def _high_bit_avif_decoder() -> bool:
+    try:
+        import imagecodecs
+    except ImportError:
+        return False
+    return bool(getattr(getattr(imagecodecs, "AVIF", None), "available", False))
+
+
 def _unpremultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     full = float(np.iinfo(rgb.dtype).max)
     a = alpha.astype(np.float32)[..., None]
@@ -599,7 +633,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         _check_size(p, im.width, im.height, limit, len(data), _sparse_check_wanted(max_pixels))
         if fmt == "PNG":
             _check_png_chunks(p, data)
-        bits = _source_bits(im, fmt, data[:32])
+        bits = _source_bits(im, fmt, data[: 1 << 16])
         if bits > 16:
             raise UnsupportedFormatError(
                 f"Cannot read {p}: {bits}-bit samples are not supported (8 and 16 are).")
@@ -608,6 +642,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         try:
             if bits > 8 and fmt == "HEIF":
                 color, alpha = _heif_high_bit_pixels(data)
+            elif bits > 8 and fmt == "AVIF" and _high_bit_avif_decoder():
+                color, alpha = _avif_high_bit_pixels(data, bits)
+                if color.shape[:2] != (im.height, im.width):  # a transform Pillow applied
+                    im.load()
+                    color, alpha, icc = _pillow_pixels(im, icc, p)
             elif bits == 16 and fmt in _SIXTEEN_BIT:
                 pixels = exifmod.with_orientation_1(data) if fmt == "TIFF" else data
                 color, alpha = _cv2_pixels(pixels, p, _tiff_tag(im, 338) in (1, (1,)))
@@ -634,9 +673,10 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     rgb = _orient(rgb, orientation)
     alpha_f = _orient(None if alpha is None else _as_float(alpha), orientation)
     h, w = rgb.shape[:2]
+    kept = bits if color.dtype != np.uint8 or bits <= 8 else 8  # 8: decoded at 8 bits
     return Photo(rgb=rgb, alpha=alpha_f, icc_profile=icc,
                  exif=exifmod.normalized(raw_exif, w, h), dpi=dpi,
-                 bit_depth=16 if bits > 8 else 8, format=fmt, source=p, grey=grey)
+                 bit_depth=16 if kept > 8 else 8, format=fmt, source=p, grey=grey)
 
 
 def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
@@ -674,7 +714,7 @@ def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
             if orientation >= 5:
                 w, h = h, w
             return {"path": str(path), "width": w, "height": h, "format": fmt, "mode": mode,
-                    "bits": _source_bits(im, fmt, bytes(mm[:32])), "orientation": orientation,
+                    "bits": _source_bits(im, fmt, bytes(mm[: 1 << 16])), "orientation": orientation,
                     "icc": bool(im.info.get("icc_profile")), "exif": raw_exif is not None,
                     "alpha": alpha}
 

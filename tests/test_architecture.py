@@ -199,3 +199,26 @@ def test_the_window_uses_only_what_the_engine_declares_public() -> None:
         elif name not in _public(module):
             bad.append(f"{app_module}: {module}.{name} is not in its __all__")
     assert sorted(set(bad)) == []
+
+
+def test_every_family_keeps_the_typed_contract() -> None:
+    import torch
+
+    from sr_core import archs
+    from sr_core.archs import Family, FamilyConfig
+
+    fams = archs.families()
+    assert tuple(f.INFO.name for f in fams) == archs.names()
+    assert archs.titles() == "HPINet, HAT, SPIN and ASID"
+    stranger = {"conv_first.weight": torch.zeros(4, 3, 3, 3)}
+    for fam in fams:
+        assert isinstance(fam, Family), fam.INFO.name
+        assert archs.by_name(fam.INFO.title) is fam
+        cfg = next(iter(fam.VARIANTS.values()))
+        assert isinstance(cfg, FamilyConfig) and cfg.scale == 4
+        net = fam.build(cfg)
+        assert not net.training, f"{fam.INFO.name}.build() must return eval mode"
+        assert fam.detect(stranger) is None, f"{fam.INFO.name} claims weights not its own"
+        found = fam.detect(net.state_dict())
+        assert (found.variant, found.scale) == (cfg.variant, cfg.scale)
+        assert fam.estimate_memory(cfg, 64, 64) > 0

@@ -454,8 +454,8 @@ def _upsample(scale: int, nf: int) -> nn.Sequential:
 
 
 def build(cfg: HATConfig) -> HAT:
-    """Build the network for ``cfg`` (random weights; load a state dict into it)."""
-    return HAT(cfg)
+    """The network for ``cfg`` (random weights; load a state dict into it), in eval mode."""
+    return HAT(cfg).eval()
 
 
 # --- detection ------------------------------------------------------------------------------

@@ -371,8 +371,9 @@ class HPINet(nn.Module):
 
 
 def build(cfg: HPINetConfig) -> HPINet:
-    """The HPINet network for ``cfg`` (random weights; load a state dict into it)."""
-    return HPINet(cfg)
+    """The HPINet network for ``cfg`` (random weights; load a state dict into it), in eval
+    mode."""
+    return HPINet(cfg).eval()
 
 
 def estimate_memory(cfg: HPINetConfig, h: int, w: int, dtype_bytes: int = 4) -> int:
