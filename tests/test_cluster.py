@@ -75,8 +75,17 @@ def _report(path: Path) -> dict:
 
 
 def _reference(src: Path, dst: Path, model: Path, options: BatchOptions) -> None:
-    up = Upscaler(str(model), **WORKER)
-    run_batch(plan_batch(src, dst, options, model=up), up)
+    import torch
+
+    # Each Ray worker runs torch on 1 thread (its 1 CPU); float sums split over another
+    # thread count may round differently, so the reference runs on 1 thread as well.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        up = Upscaler(str(model), **WORKER)
+        run_batch(plan_batch(src, dst, options, model=up), up)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _same_outputs(a: Path, b: Path) -> None:

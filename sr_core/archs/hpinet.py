@@ -24,6 +24,7 @@ Where this differs from the official code, only in how it computes:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -83,11 +84,11 @@ class HPINetConfig:
     layers_per_block: int = 3
 
 
-_VARIANTS: dict[str, tuple[int, int, int, tuple[int, ...]]] = {
-    # variant: (dim, qk_dim, mlp_dim, patch sizes)
-    "S": (40, 24, 72, _SMALL_MEDIUM_PATCHES),
-    "M": (56, 32, 100, _SMALL_MEDIUM_PATCHES),
-    "L": (64, 36, 128, _LARGE_PATCHES),
+#: The published variants, at x4 (:func:`config` gives the other scales).
+VARIANTS: dict[str, HPINetConfig] = {
+    "S": HPINetConfig("S", 4, dim=40, qk_dim=24, mlp_dim=72, patch_sizes=_SMALL_MEDIUM_PATCHES),
+    "M": HPINetConfig("M", 4, dim=56, qk_dim=32, mlp_dim=100, patch_sizes=_SMALL_MEDIUM_PATCHES),
+    "L": HPINetConfig("L", 4, dim=64, qk_dim=36, mlp_dim=128, patch_sizes=_LARGE_PATCHES),
 }
 _SCALES = (2, 3, 4)
 
@@ -95,12 +96,11 @@ _SCALES = (2, 3, 4)
 def config(variant: str, scale: int) -> HPINetConfig:
     """The official configuration of ``variant`` (``"S"``, ``"M"``, ``"L"``) at ``scale``."""
     key = variant.upper()
-    if key not in _VARIANTS:
+    if key not in VARIANTS:
         raise ValueError(f"unknown HPINet variant {variant!r}; expected one of S, M, L")
     if scale not in _SCALES:
         raise ValueError(f"HPINet supports scales 2, 3 and 4, not {scale}")
-    dim, qk_dim, mlp_dim, patches = _VARIANTS[key]
-    return HPINetConfig(key, scale, dim, qk_dim, mlp_dim, patches)
+    return dataclasses.replace(VARIANTS[key], scale=scale)
 
 
 # --- detection ----------------------------------------------------------------------------
@@ -157,10 +157,11 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> HPINetConfig | None:
     else:
         return None
 
-    variant = next((v for v, (d, q, m, p) in _VARIANTS.items()
-                    if (d, q, m, len(p)) == (dim, qk_dim, mlp_dim, blocks)), None)
+    variant = next((v for v, c in VARIANTS.items() if (c.dim, c.qk_dim, c.mlp_dim,
+                                                        len(c.patch_sizes)) ==
+                    (dim, qk_dim, mlp_dim, blocks)), None)
     if variant is not None:
-        patches = _VARIANTS[variant][3]
+        patches = VARIANTS[variant].patch_sizes
     else:
         by_count = {len(p): p for p in (_SMALL_MEDIUM_PATCHES, _LARGE_PATCHES)}
         if blocks not in by_count:

@@ -19,6 +19,7 @@ by 255 itself, and never writes into its argument.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,13 +82,17 @@ class SPINConfig:
         return len(self.stoken_sizes)
 
 
+#: The published variants, at x4 (:func:`config` gives the other scales).
+VARIANTS: dict[str, SPINConfig] = {"light": SPINConfig(variant="light")}
+
+
 def config(variant: str = "light", scale: int = 4) -> SPINConfig:
     """The official configuration of ``variant`` (only ``"light"`` exists) at ``scale``."""
-    if variant.lower() != "light":
+    if variant.lower() not in VARIANTS:
         raise ValueError(f"SPIN has one official variant, 'light', not {variant!r}")
     if scale not in SCALES:
         raise ValueError(f"SPIN supports scales {SCALES}, not {scale}")
-    return SPINConfig(scale=scale)
+    return dataclasses.replace(VARIANTS[variant.lower()], scale=scale)
 
 
 #: Hyper-parameter ranges detect() accepts: far above SPIN-light (40/24/72, 8 blocks), but
