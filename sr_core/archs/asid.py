@@ -576,7 +576,12 @@ class ASID(nn.Module):
         return y[..., : h * s, : w * s]
 
 
-# --- family contract ------------------------------------------------------------------------
+def build(cfg: ASIDConfig) -> ASID:
+    """The network for ``cfg`` (random weights), in eval mode."""
+    return ASID(cfg).eval()
+
+
+# --- detection ------------------------------------------------------------------------------
 _SIGNATURE = "block0.residual_layer.0.SLA1.attn.to_qkv.weight"
 
 
@@ -610,11 +615,6 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> ASIDConfig | None:
     variant = next((v for v, c in VARIANTS.items() if c.num_blocks == n), f"ASID-D{n}")
     return ASIDConfig(variant=variant, scale=scale, num_blocks=n, num_feat=int(feat),
                       in_ch=int(in_ch))
-
-
-def build(cfg: ASIDConfig) -> ASID:
-    """The network for ``cfg`` (random weights), in eval mode."""
-    return ASID(cfg).eval()
 
 
 def estimate_memory(cfg: ASIDConfig, h: int, w: int, dtype_bytes: int = 4) -> int:
