@@ -96,12 +96,12 @@ class _Job:
 class TileCache:
     """Model outputs by source window, so a full run reuses what a preview computed.
 
-    A key is the window's place and a digest of its pixels, plus what the output depends
-    on besides them (``model``: the model, its clean-up, precision and device, given by
-    the :class:`Upscaler`). The same input through the same network gives the same output
-    bit for bit, so a hit is exactly what a fresh forward pass would return. Entries beyond
-    ``max_bytes`` are dropped, least recently used first. ``hits`` and ``misses`` count the
-    lookups.
+    A key is the window's place and a digest of its pixels, plus what the output depends on
+    besides them (``model``: the model's name and identity, its clean-up, precision and
+    device, given by the :class:`Upscaler`). The same input through the same network gives
+    the same output bit for bit, so a hit is exactly what a fresh forward pass would return.
+    Entries beyond ``max_bytes`` are dropped, least recently used first. ``hits`` and
+    ``misses`` count the lookups.
     """
 
     def __init__(self, max_bytes: int = TILE_CACHE_BYTES) -> None:
@@ -520,8 +520,9 @@ class Upscaler:
         cache = self.tile_cache
         if cache is None:
             return self._forward(_window(rgb, sy, sx, self.device))
-        key = cache.key((self.model.name, self.clean_up, str(self.dtype), str(self.device)),
-                        rgb[sy.lo:sy.hi, sx.lo:sx.hi], sy, sx)
+        model = (self.model.name, id(self.model), self.clean_up, str(self.dtype),
+                 str(self.device))
+        key = cache.key(model, rgb[sy.lo:sy.hi, sx.lo:sx.hi], sy, sx)
         y = cache.get(key)
         if y is None:
             y = self._forward(_window(rgb, sy, sx, self.device))
