@@ -5,11 +5,13 @@ Preview, Upscale). They hold widgets only; the window connects them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -92,7 +94,9 @@ class ViewBar(QWidget):
 
 class RunBar(QWidget):
     """Save to (with Browse and Show in folder), the progress bar and line, Cancel, Preview
-    and Upscale whole picture."""
+    and Upscale whole picture. ``out_dir_changed(folder)`` when the user sets the folder."""
+
+    out_dir_changed = Signal(str)
 
     def __init__(self, out_dir: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,7 +107,10 @@ class RunBar(QWidget):
         self.out_edit = QLineEdit(self)
         self.out_edit.setPlaceholderText("the original's folder")
         self.out_edit.setText(out_dir)
+        self.out_edit.editingFinished.connect(
+            lambda: self.out_dir_changed.emit(self.out_edit.text().strip()))
         self.browse_button = QPushButton("Browse\u2026", self)
+        self.browse_button.clicked.connect(self._browse)
         row.addWidget(self.out_edit, 1)
         row.addWidget(self.browse_button)
         self.show_button = QPushButton("Show in folder", self)
@@ -133,6 +140,13 @@ class RunBar(QWidget):
         for b in (self.cancel_button, self.preview_button, self.upscale_button):
             row2.addWidget(b)
         lay.addLayout(row2)
+
+    def _browse(self) -> None:
+        start = self.out_edit.text() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Save results in", start)
+        if folder:
+            self.out_edit.setText(folder)
+            self.out_dir_changed.emit(folder)
 
     def show_progress(self, fraction: float | None, label: str) -> None:
         """Show ``fraction`` done (None: busy, no measure) and the line beside the bar."""

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, QStandardPaths, Qt, QTimer, QUrl
+from PySide6.QtCore import QRectF, QStandardPaths, Qt, QTimer, QUrl
 from PySide6.QtGui import (
-    QAction,
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
@@ -21,7 +20,6 @@ from PySide6.QtGui import (
     QDragMoveEvent,
     QDropEvent,
     QGuiApplication,
-    QKeySequence,
     QResizeEvent,
 )
 from PySide6.QtWidgets import (
@@ -43,11 +41,12 @@ from sr_core import formats, paths
 from .bars import RunBar, ViewBar
 from .batch_panel import BatchPanel
 from .compare import CompareView
-from .display import DisplayImage
+from .menus import build_menus
 from .messages import Cancelled, Failed, Finished, Reply
 from .models_dialog import ModelsDialog
 from .options_panel import OptionsPanel, OutputChoice
-from .session import PREVIEW_DIM, Kind, Phase, PreviewKey, Session, preview_region
+from .outputs import OutputsView
+from .session import Kind, Phase, PreviewKey, Session, preview_region
 from .settings import Settings
 from .tasks import Engines, LoadRequest, Picture, PreviewJob, UpscaleJob, UpscaleResult, WarmUp
 from .widgets import DropOverlay, MessageBar, about_html, local_paths, photo_from_qimage
@@ -77,7 +76,6 @@ class MainWindow(QMainWindow):
         self._engines = Engines()  # the worker's model and tile cache, kept between jobs
         self._load: LoadRequest | None = None
         self._fit_preview = False
-        self._base: tuple[Picture, DisplayImage] | None = None
         self._models_dialog: ModelsDialog | None = None
         self._closed = False
         self._rerun_timer = QTimer(self)  # re-runs the preview once the choices rest
@@ -87,7 +85,7 @@ class MainWindow(QMainWindow):
         self._thread = WorkerThread("finescale-upscale")
         self._thread.worker.message.connect(self._on_message)
         self._build()
-        self._build_actions()
+        build_menus(self)
         self.setAcceptDrops(True)
         for child in self.findChildren(QLineEdit) + self.findChildren(QAbstractSpinBox):
             child.setAcceptDrops(False)  # a drop anywhere opens the picture
@@ -115,6 +113,7 @@ class MainWindow(QMainWindow):
         self.compare.set_placeholder(PLACEHOLDER)
         self.compare.zoom_changed.connect(self._on_zoom)
         self.compare.region_dragged.connect(self.preview_rect)
+        self.outputs = OutputsView(self.compare, self.session)
         self.view_bar = ViewBar(self.compare, self)
         self.run_bar = RunBar(self.settings.get("out_dir"), self)
         self._wire_bars()
@@ -140,10 +139,9 @@ class MainWindow(QMainWindow):
         lay.setContentsMargins(8, 8, 8, 8)
         lay.addWidget(split, 1)
         self.setCentralWidget(central)
-        self.message = MessageBar(central)  # floats: not in the layout (see _place_message)
-        self.message.shown.connect(self._place_message)
-        for watched in (self.compare, self.batch.table, self.tabs):
-            watched.installEventFilter(self)
+        self.message = MessageBar(central)  # floats over the picture or the batch list
+        self.message.follow((self.compare, self.batch.table, self.tabs), lambda: (
+            self.batch.table if self.tabs.currentWidget() is self.batch else self.compare))
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.batch.running_changed.connect(lambda running: self.statusBar().showMessage(
             "Converting the folder\u2026" if running else
@@ -162,9 +160,7 @@ class MainWindow(QMainWindow):
         v.original_combo.currentIndexChanged.connect(
             lambda: self.set_original_as(v.original_combo.currentData()))
         v.rival_button.clicked.connect(self._show_before)
-        r.out_edit.editingFinished.connect(
-            lambda: self.settings.set("out_dir", r.out_edit.text().strip()))
-        r.browse_button.clicked.connect(self._choose_out_dir)
+        r.out_dir_changed.connect(lambda folder: self.settings.set("out_dir", folder))
         r.show_button.clicked.connect(self._show_result_folder)
         r.preview_button.clicked.connect(self.preview)
         r.upscale_button.clicked.connect(self.upscale)
@@ -177,78 +173,13 @@ class MainWindow(QMainWindow):
         self.cancel_button, self.side_button, self.wipe_button = (r.cancel_button,
                                                                   v.side_button, v.wipe_button)
 
-    def _place_message(self) -> None:
-        """Float the message bar over the bottom of the picture (or the batch list)."""
-        if not self.message.isVisible():
-            return
-        anchor = self.batch.table if self.tabs.currentWidget() is self.batch else self.compare
-        corner = anchor.mapTo(self.centralWidget(), QPoint(0, 0))
-        width = max(160, anchor.width() - 24)
-        height = (self.message.heightForWidth(width) if self.message.hasHeightForWidth()
-                  else self.message.sizeHint().height())
-        height = max(height, self.message.minimumSizeHint().height())
-        self.message.setGeometry(corner.x() + 12, corner.y() + anchor.height() - height - 12,
-                                 width, height)
-        self.message.raise_()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
-        """Keep the floating message bar in place as the views move or change size."""
-        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show):
-            self._place_message()
-        return super().eventFilter(watched, event)
-
     def _on_tab_changed(self, index: int) -> None:
         on_batch = self.tabs.widget(index) is self.batch
         # The output size line is about the picture shown; a batch's files each have theirs.
         pic = self.session.picture
         self.options.set_input_size(None if on_batch or pic is None else
                                     (pic.display.width, pic.display.height))
-        self._place_message()
-
-    def _action(self, menu: object, text: str, slot: object,
-                keys: tuple[QKeySequence | str | QKeySequence.StandardKey, ...] = (),
-                holder: QWidget | None = None) -> QAction:
-        a = QAction(text, holder or self)
-        if keys:
-            a.setShortcuts([QKeySequence(k) for k in keys])
-        a.triggered.connect(slot)
-        if holder is not None:  # only while the focus is inside ``holder``
-            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            holder.addAction(a)
-        else:
-            self.addAction(a)
-        if menu is not None:
-            menu.addAction(a)
-        return a
-
-    def _build_actions(self) -> None:
-        bar, c = self.menuBar(), self.compare
-        f = bar.addMenu("&File")
-        self._action(f, "&Open\u2026", self.open_dialog, (QKeySequence.StandardKey.Open,))
-        self._action(f, "&Paste picture", self.paste, (QKeySequence.StandardKey.Paste,))
-        self._action(f, "Convert a &folder\u2026", self._choose_batch_folder)
-        f.addSeparator()
-        self.preview_action = self._action(f, "&Preview the part in view", self.preview,
-                                           ("P",))
-        self.upscale_action = self._action(f, "&Upscale whole picture", self.upscale,
-                                           ("Ctrl+Return", "Ctrl+Enter"))
-        self.cancel_action = self._action(f, "&Cancel", self.cancel, ("Esc",))
-        f.addSeparator()
-        self._action(f, "&Quit", self.close, (QKeySequence.StandardKey.Quit, "Ctrl+Q"))
-        v = bar.addMenu("&View")
-        self._action(v, "&Side by side", lambda: self.set_compare_mode("side"))
-        self._action(v, "S&lider", lambda: self.set_compare_mode("wipe"))
-        self._action(v, "&Flip before / after", self.flip, ("Space",), holder=self.picture_tab)
-        v.addSeparator()
-        self._action(v, "Zoom &in", c.zoom_in, ("Ctrl+=", "Ctrl++"))
-        self._action(v, "Zoom &out", c.zoom_out, ("Ctrl+-",))
-        self._action(v, "&Fit", c.fit, ("Ctrl+0",))
-        for z in (1, 2, 4):
-            self._action(v, f"&{z}00 %", lambda _=False, z=z: c.set_zoom(float(z)), (f"Ctrl+{z}",))
-        self._action(bar.addMenu("&Models"), "&Manage models\u2026", self.show_models)
-        h = bar.addMenu("&Help")
-        self._action(h, "Open &sample picture", self.open_sample)
-        self._action(h, "&About Finescale", self.show_about)
+        self.message.place()
 
     # --- opening ----------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -318,7 +249,7 @@ class MainWindow(QMainWindow):
 
     def _on_loaded(self, picture: Picture, out: Picture | None) -> None:
         self.session.open(picture)
-        self.compare.set_before(picture.display, self._original_label())
+        self.compare.set_before(picture.display, self.outputs.original_label())
         self.options.set_input_size((picture.display.width, picture.display.height))
         if out is not None:
             self.session.show_pair(UpscaleResult(None, out.path, out.photo, out.display,
@@ -351,15 +282,10 @@ class MainWindow(QMainWindow):
 
     def _ready_to_run(self) -> bool:
         """True when a picture and a model are there; else say what is missing."""
-        if self.picture is None:
-            self.message.show_message("Open a picture first (drop one on the window, or "
-                                      "Ctrl+O).", error=True)
-            return False
-        if not self.options.choice().model:
-            self.message.show_message("No model is available; open Models \u2192 Manage "
-                                      "models to download one.", error=True)
-            return False
-        return True
+        missing = self.session.missing(self.options.choice().model)
+        if missing:
+            self.message.show_message(missing, error=True)
+        return not missing
 
     def output_folder(self, picture: Picture) -> Path:
         """Where the result of ``picture`` goes (see :meth:`Session.output_folder`)."""
@@ -527,52 +453,12 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(self.session.status)  # replaces the last run's
 
     def _show_latest(self) -> None:
-        """Show the picture with its last finished output: the whole result, the preview
-        over the original, or nothing beside the original."""
-        pic, s = self.picture, self.session
-        if pic is None:
-            return
-        if s.latest == "result" and s.result is not None:
-            d = s.result.display
-            self.compare.set_after(d, s.result_label(), scene=(d.width, d.height))
-        elif s.latest == "preview" and s.preview is not None:
-            p, k = s.preview, s.preview.scale
-            x, y, w, h = p.region
-            self.compare.set_after(self._preview_base(), s.preview_label(p),
-                                   scene=(pic.display.width * k, pic.display.height * k),
-                                   inset=p.display, inset_rect=(x * k, y * k, w * k, h * k))
-        elif self.compare.after is not None and self.compare.before is not None:
-            self.compare.set_before(pic.display, self._original_label())
-        self._show_before()
-
-    def _show_before(self) -> None:
-        """The "before" side: the original, or the previous preview of the same region
-        (another model or clean-up) when "Previous preview" is on: model against model."""
-        pic, s = self.picture, self.session
-        if pic is None or self.compare.before is None:
-            return
-        rival = s.rival if s.latest == "preview" and self.rival_button.isChecked() else None
-        if rival is not None:
-            k = rival.scale
-            x, y, w, h = rival.region
-            self.compare.set_before_layer(self._preview_base(), s.preview_label(rival),
-                                          inset=rival.display,
-                                          inset_rect=(x * k, y * k, w * k, h * k))
-        elif self.compare.before.inset is not None:
-            self.compare.set_before_layer(pic.display, self._original_label())
+        self.outputs.show_latest(self.rival_button.isChecked())
         self._update_buttons()
 
-    def _original_label(self) -> str:
-        return self.session.original_label(self.compare.smooth_before)
-
-    def _preview_base(self) -> DisplayImage:
-        """The original, dimmed: what surrounds a preview (made once per picture)."""
-        pic = self.picture
-        if self._base is None or self._base[0] is not pic:
-            base = pic.display.copy()
-            base.dim(PREVIEW_DIM)
-            self._base = (pic, base)
-        return self._base[1]
+    def _show_before(self) -> None:
+        self.outputs.show_before(self.rival_button.isChecked())
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         s = self.session
@@ -600,7 +486,7 @@ class MainWindow(QMainWindow):
         self.settings.set("original_as", how)
         before = self.compare.before
         if before is not None and before.inset is None and self.picture is not None:
-            self.compare.set_before_layer(before.image, self._original_label())
+            self.compare.set_before_layer(before.image, self.outputs.original_label())
         index = self.original_combo.findData(how)
         if index >= 0 and index != self.original_combo.currentIndex():
             self.original_combo.setCurrentIndex(index)
@@ -626,14 +512,8 @@ class MainWindow(QMainWindow):
         """The About box: version, licences and papers of the models."""
         QMessageBox.about(self, "About Finescale", about_html())
 
-    def _choose_out_dir(self) -> None:
-        start = self.out_edit.text() or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Save results in", start)
-        if folder:
-            self.out_edit.setText(folder)
-            self.settings.set("out_dir", folder)
-
-    def _choose_batch_folder(self) -> None:
+    def choose_batch_folder(self) -> None:
+        """Ask for a folder to convert on the Batch tab."""
         folder = QFileDialog.getExistingDirectory(self, "Convert the pictures of",
                                                   str(Path.home()))
         if folder:
@@ -645,17 +525,7 @@ class MainWindow(QMainWindow):
 
     # --- drag and drop ----------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's naming
-        items = local_paths(event.mimeData())
-        if not items:
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        self.overlay.text = ("Drop to convert this folder" if any(p.is_dir() for p in items)
-                             else "Drop to open" if len(items) == 1
-                             else f"Drop to open the first of {len(items)}")
-        self.overlay.setGeometry(self.centralWidget().rect())
-        self.overlay.raise_()
-        self.overlay.show()
+        self.overlay.enter(event, self.centralWidget().rect())
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
         if local_paths(event.mimeData()):
@@ -665,13 +535,7 @@ class MainWindow(QMainWindow):
         self.overlay.hide()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        self.overlay.hide()
-        items = local_paths(event.mimeData())
-        if not items:
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        self.open_paths(items)
+        self.open_paths(self.overlay.drop(event))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)

@@ -208,6 +208,14 @@ class Session(JobState):
         self.result, self.latest = result, "result"
         self.status = f"{self.picture.name} beside its result {result.path.name}."
 
+    def missing(self, model: str) -> str:
+        """What is missing before a run, in one sentence ("" when nothing is)."""
+        if self.picture is None:
+            return "Open a picture first (drop one on the window, or Ctrl+O)."
+        if not model:
+            return "No model is available; open Models \u2192 Manage models to download one."
+        return ""
+
     # --- starting and stopping --------------------------------------------------------------
     def start(self, job: Any, kind: Kind | None = None) -> None:
         """``job`` was submitted; it becomes the one whose messages count. A preview still

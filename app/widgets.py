@@ -3,11 +3,20 @@ and reading dropped files and pasted pictures."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QEvent, QMimeData, QObject, QPoint, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QImage,
+    QPainter,
+    QPaintEvent,
+    QPen,
+)
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from sr_core import __version__, catalog
@@ -74,6 +83,7 @@ class MessageBar(QFrame):
         lay.addWidget(self.label, 1)
         lay.addWidget(close)
         self.is_error = False
+        self._anchor: Callable[[], QWidget] | None = None
         self.hide()
 
     def show_message(self, text: str, *, error: bool) -> None:
@@ -90,6 +100,34 @@ class MessageBar(QFrame):
     def text(self) -> str:
         """The sentence shown ('' when hidden)."""
         return self.label.text() if self.isVisible() else ""
+
+    def follow(self, watched: tuple[QWidget, ...], anchor: Callable[[], QWidget]) -> None:
+        """Float over the bottom of ``anchor()`` and stay there as ``watched`` widgets move
+        or change size."""
+        self._anchor = anchor
+        for w in watched:
+            w.installEventFilter(self)
+        self.shown.connect(self.place)
+
+    def place(self) -> None:
+        """Put the bar over the bottom of its anchor (when shown)."""
+        if not self.isVisible() or self._anchor is None:
+            return
+        anchor, parent = self._anchor(), self.parentWidget()
+        corner = anchor.mapTo(parent, QPoint(0, 0))
+        width = max(160, anchor.width() - 24)
+        height = self.heightForWidth(width) if self.hasHeightForWidth() else \
+            self.sizeHint().height()
+        height = max(height, self.minimumSizeHint().height())
+        self.setGeometry(corner.x() + 12, corner.y() + anchor.height() - height - 12, width,
+                         height)
+        self.raise_()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Keep in place as the watched views move or change size."""
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show):
+            self.place()
+        return super().eventFilter(watched, event)
 
 
 class DropOverlay(QWidget):
@@ -115,3 +153,27 @@ class DropOverlay(QWidget):
         p.setFont(font)
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.text)
         p.end()
+
+    def enter(self, event: QDragEnterEvent, rect: QRect) -> None:
+        """A drag came in: accept files and folders and say what dropping them does."""
+        items = local_paths(event.mimeData())
+        if not items:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.text = ("Drop to convert this folder" if any(p.is_dir() for p in items)
+                     else "Drop to open" if len(items) == 1
+                     else f"Drop to open the first of {len(items)}")
+        self.setGeometry(rect)
+        self.raise_()
+        self.show()
+
+    def drop(self, event: QDropEvent) -> list[Path]:
+        """The files and folders dropped (accepted), or [] (ignored)."""
+        self.hide()
+        items = local_paths(event.mimeData())
+        if items:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+        return items
