@@ -103,12 +103,16 @@ class LoadRequest:
 
 class Engines:
     """The Upscaler of the last job, reused while its model, device, tile and clean-up stay
-    the same (with a tile cache, so a full run reuses the preview's tiles). Used from the
-    worker's thread only."""
+    the same (with a tile cache, so a full run reuses the preview's tiles), and the two ends
+    of a clean-up pair, so a new clean-up value blends them instead of reading both files
+    again. Used from the worker's thread only."""
 
     def __init__(self) -> None:
         self._upscaler: Any = None
         self._key: tuple[Any, ...] | None = None
+        self._ends: tuple[tuple[str, str], Any, Any] | None = None
+        #: Models read from disk (or downloaded) so far: what the pair cache saves.
+        self.loads = 0
 
     def get(self, job: UpscaleJob | PreviewJob, send: Send) -> Any:
         """The Upscaler for ``job``, loading (and downloading) its model when needed."""
@@ -119,13 +123,34 @@ class Engines:
         from sr_core import Upscaler
         from sr_core.engine import TileCache
 
-        model = prepare_model(job.model, job.cancel, lambda text: send(Status(text)),
-                              lambda done, total: send(Download(done, total)), job.clean_up)
-        self._upscaler = Upscaler(model, device=job.device, tile=job.tile,
+        self._upscaler = Upscaler(self._model(job, send), device=job.device, tile=job.tile,
                                   on_message=lambda text: send(Status(text)),
                                   tile_cache=TileCache())
         self._key = key
         return self._upscaler
+
+    def _model(self, job: UpscaleJob | PreviewJob, send: Send) -> Any:
+        """``job``'s model; a clean-up pair's value is blended from the ends kept here,
+        which gives the very weights :func:`prepare_model` would load."""
+        from sr_core.cleanup import blend
+
+        def load(model: str, clean_up: float | None) -> Any:
+            self.loads += 1
+            return prepare_model(model, job.cancel, lambda text: send(Status(text)),
+                                 lambda done, total: send(Download(done, total)), clean_up)
+
+        pair = None if Path(job.model).exists() else catalog.clean_up_pair(job.model)
+        t = job.clean_up
+        if pair is not None and t is None:
+            entry = catalog.get(job.model)
+            t = entry.clean_up if entry.kind == "photo" else None
+        if pair is None or t is None:
+            return load(job.model, job.clean_up)
+        if self._ends is None or self._ends[0] != pair:
+            self._ends = None
+            self._ends = (pair, load(pair[0], None), load(pair[1], 1.0))
+        send(Status("Blending the model..."))
+        return blend(self._ends[1], self._ends[2], t)
 
 
 @dataclass

@@ -277,3 +277,26 @@ def test_the_session_module_does_not_import_qt():
 def test_regions_always_lie_inside_the_picture(view):
     x, y, w, h = preview_region(view, 400, 300)
     assert x >= 0 and y >= 0 and x + w <= 400 and y + h <= 300
+
+
+def test_a_new_clean_up_value_blends_the_pairs_ends_kept_instead_of_reloading_them():
+    import torch
+
+    from app.tasks import Engines, prepare_model
+    from sr_core import catalog
+
+    photo = catalog.default_model()  # the embedded photo model: it has a clean-up pair
+
+    @dataclass
+    class _Choice:
+        clean_up: float | None
+        model: str = photo
+        cancel: threading.Event = field(default_factory=threading.Event)
+
+    engines, said = Engines(), []
+    for value in (0.3, None, 0.6):
+        got = engines._model(_Choice(value), said.append)
+    assert engines.loads == 2  # the two ends, once
+    want = prepare_model(photo, threading.Event(), lambda t: None, lambda d, t: None, 0.6)
+    a, b = got.net.state_dict(), want.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)  # the very weights a fresh load gives

@@ -271,3 +271,29 @@ def test_moving_the_clean_up_slider_reruns_the_preview_once_it_rests(qtbot, wind
     assert window.session.preview.job.clean_up == 0.2
     assert sum(t.startswith("Previewing") for t in runs) == 1  # one run, at the end
     assert window.session.rival is first and _files(pic.parent) == ["moth.png"]
+
+
+def test_the_whole_photo_after_a_preview_reuses_its_tiles_and_equals_a_fresh_run(
+        qtbot, window, tiny_model, tmp_path, monkeypatch):
+    from sr_core import Upscaler, engine
+
+    monkeypatch.setattr(engine, "memory_budget", lambda device: 1)  # many small tiles
+    pic = write_picture(tmp_path / "in" / "quay.png", 360, 240)
+    open_picture(qtbot, window, pic)
+    window.options.select_model(tiny_model)
+    _zoom_into(window, 180, 120, zoom=8.0)
+    window.preview()
+    qtbot.waitUntil(lambda: window.session.preview is not None, timeout=60_000)
+    up = window._engines._upscaler
+    previewed = len(up.tile_cache)
+    assert previewed >= 1
+    calls: list[int] = []
+    up.model.register_forward_pre_hook(lambda m, args: calls.append(1))
+    window.upscale()
+    qtbot.waitUntil(lambda: window.result is not None or window.message.is_error,
+                    timeout=60_000)
+    assert window.result is not None, window.message.text()
+    tiles = len(up.plan(240, 360).tiles)
+    assert up.tile_cache.hits == previewed and len(calls) == tiles - previewed
+    fresh = Upscaler(tiny_model, device="cpu").upscale(window.picture.photo)
+    assert np.array_equal(window.result.photo.rgb, fresh.rgb)
