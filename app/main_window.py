@@ -243,6 +243,7 @@ class MainWindow(QMainWindow):
         self._start_load(LoadRequest(path=original, result=result))
 
     def _start_load(self, req: LoadRequest) -> None:
+        req.engines = self._engines
         self._load = req
         self.statusBar().showMessage(f"Opening {req.path.name if req.path else req.name}\u2026")
         self._thread.submit(req)

@@ -358,9 +358,12 @@ class Session(JobState):
             self.finished_preview(value)
             self.label = f"Preview in {value.seconds:.1f} s"
             rw, rh = value.region[2:]
+            kept = getattr(value, "kept_tiles", 0)
+            reuse = (f" (it reuses the preview's {kept} tile{'s' if kept > 1 else ''})"
+                     if kept else "")
             self.status = (f"Preview of a {rw} \u00d7 {rh} region with {value.model_name}; "
                            "change the model or the clean-up to compare, or press Upscale "
-                           "for the whole picture (the preview's tiles are reused).")
+                           f"for the whole picture{reuse}.")
         else:
             self.finished_upscale(value)
             self.label = f"Done in {value.seconds:.1f} s"
@@ -571,6 +574,7 @@ class BatchSession(JobState):
 
     def _step(self, p: Any) -> str:
         if p.finished is not None:
+            self.files = (p.files_done, p.files_total)
             self.etas.end(p.finished.input, p.finished.status == "done")
             i = self.index.get(p.finished.input)
             if i is not None:

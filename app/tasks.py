@@ -82,12 +82,16 @@ class LoadRequest:
     photo: Any = None
     name: str = ""
     result: Path | None = None
+    engines: Engines | None = None  # their kept tiles belong to the old picture: dropped
     id: int = field(default_factory=_next_id)
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def run(self, send: Send) -> tuple[Picture, Picture | None]:
         """Read and prepare the picture (and the result) for display."""
         from sr_core.imageio import read_image
+
+        if self.engines is not None:
+            self.engines.forget_tiles()
 
         if self.path is not None:
             photo, name, path = read_image(self.path), self.path.name, self.path
@@ -128,6 +132,11 @@ class Engines:
                                   tile_cache=TileCache())
         self._key = key
         return self._upscaler
+
+    def forget_tiles(self) -> None:
+        """Drop the tiles kept for the picture shown (another one is being opened)."""
+        if self._upscaler is not None and self._upscaler.tile_cache is not None:
+            self._upscaler.tile_cache.clear()
 
     def _model(self, job: UpscaleJob | PreviewJob, send: Send) -> Any:
         """``job``'s model; a clean-up pair's value is blended from the ends kept here,
@@ -239,7 +248,7 @@ class PreviewJob:
         alpha = part.pixels[..., 3] if part.pixels.shape[2] == 4 else None
         return PreviewResult(self, (part.x, part.y, part.width, part.height), part.scale,
                              DisplayImage(rgb, alpha), time.perf_counter() - started,
-                             up.model.name)
+                             up.model.name, part.kept_tiles)
 
 
 @dataclass
@@ -252,6 +261,7 @@ class PreviewResult:
     display: DisplayImage
     seconds: float
     model_name: str
+    kept_tiles: int = 0  # whole-picture tiles kept for the full run
 
 
 @dataclass

@@ -52,6 +52,11 @@ from .tiling import (
     split_span,
 )
 
+__all__ = ["bleed_colour", "CancelToken", "clip_region", "DETAIL_STEP", "FLOAT_OUTPUT_MAX_BYTES",
+           "MAX_SPLITS", "output_size", "Region", "region_source", "resize", "REUSE_COST",
+           "TILE_CACHE_BYTES", "TileCache", "TRANSPARENT", "Upscaler"]
+
+
 ProgressFn = Callable[[int, int, float], None]
 TileFn = Callable[[int, int, np.ndarray], None]
 #: ``detail(fraction_done, eta_seconds)``: fine progress within and across tiles (eta -1: unknown).
@@ -384,7 +389,7 @@ class Upscaler:
         if tiles is not None and sum(t.src_pixels for t in tiles[1]) <= reuse * crop_cost:
             pixels = self._region_from_plan(rgb, tiles[0], tiles[1], (x, y, w, h), progress,
                                             cancel, detail)
-            return Region(x, y, w, h, s, pixels)
+            return Region(x, y, w, h, s, pixels, len(tiles[1]))
         crop = rgb[sy.lo:sy.hi, sx.lo:sx.hi]
         if alpha is not None:
             crop = np.dstack((crop, alpha[sy.lo:sy.hi, sx.lo:sx.hi]))
@@ -582,6 +587,9 @@ class Region:
     height: int
     scale: int
     pixels: np.ndarray
+    #: Tiles of the whole picture's plan computed (and kept in the tile cache) for it; 0
+    #: when only the region's crop was.
+    kept_tiles: int = 0
 
 
 def clip_region(region: tuple[int, int, int, int], width: int,

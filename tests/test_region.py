@@ -80,7 +80,7 @@ def test_a_full_run_after_a_preview_reuses_its_tiles_and_is_bit_identical():
     calls = _counted(model)
     part = up.upscale_region(img, (60, 50, 24, 24), reuse=10.0)
     previewed = len(calls)
-    assert 1 <= previewed < len(plan.tiles)
+    assert 1 <= previewed < len(plan.tiles) and part.kept_tiles == previewed
     again = up.upscale(img)
     assert len(calls) - previewed == len(plan.tiles) - previewed  # reused, not recomputed
     assert up.tile_cache.hits == previewed

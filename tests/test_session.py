@@ -83,6 +83,7 @@ class _Preview:
     scale: int = 2
     seconds: float = 1.5
     model_name: str = "ASID"
+    kept_tiles: int = 2
 
 
 @dataclass
@@ -183,7 +184,7 @@ def test_the_preview_message_and_labels():
     s.start(job)
     assert s.status == "Previewing a 20 \u00d7 10 region\u2026"
     assert s.receive(Reply(job, Finished(_Preview(job, (0, 0, 20, 10))))) == "done"
-    assert s.label == "Preview in 1.5 s" and "reused" in s.status
+    assert s.label == "Preview in 1.5 s" and "reuses the preview's 2 tiles" in s.status
     assert s.preview_label(s.preview) == "Preview: ASID"
     assert s.original_label(smooth=True) == "Original  40 \u00d7 30  (Lanczos)"
     assert s.title("Finescale") == "p.png \u2014 Finescale"
@@ -259,7 +260,7 @@ def test_the_batch_session_shows_each_rows_time():
     clock.now += 5.0
     done = BatchRow("a.png", "done", "a_x2.png", None, 1_000_000, 10.0)
     assert b.receive(Reply(req, BatchStep(1, 2, "", 0, 0, 30.0, done))) == "row"
-    assert b.row_time(0) == "took 10 s" and b.row_status(0) == "done"
+    assert b.row_time(0) == "took 10 s" and b.row_status(0) == "done" and b.files == (1, 2)
     assert b.receive(Reply(req, Finished(BatchOutcome("finished", {"done": 2}, "")))) == "ended"
     assert b.phase is Phase.DONE and b.summary() == ("Batch finished: 2 done.", False)
 
