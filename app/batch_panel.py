@@ -67,6 +67,7 @@ class BatchPanel(QWidget):
         self._thread.worker.message.connect(self._on_message)
         self.state = BatchSession()
         self._data: dict[int, BatchRow] = {}  # table row -> what it shows
+        self._shown_current = ""
         self._dirs: tuple[Path, Path] | None = None  # input and output folder of the list
 
         self.in_edit = QLineEdit(self)
@@ -245,7 +246,9 @@ class BatchPanel(QWidget):
         if what in ("planned", "row"):
             self._render(rows=True)
         elif what == "progress":
-            self._render(times=True)
+            started = self.state.current != self._shown_current  # a new file: say so now
+            self._shown_current = self.state.current
+            self._render(times=self.state.times_due() or started)
             if self.state.current in self.state.index:
                 self.table.scrollToItem(self.table.item(self.state.index[self.state.current], 0))
         elif what == "status":
@@ -267,7 +270,7 @@ class BatchPanel(QWidget):
             self.table.setRowCount(len(st.rows))
             for i, row in enumerate(st.rows):
                 self._show_row(i, row)
-        elif times:
+        if times:
             for i in range(len(st.rows)):
                 for col, text in ((1, st.row_status(i)), (3, st.row_time(i))):
                     item = self.table.item(i, col)

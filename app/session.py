@@ -45,6 +45,9 @@ PREVIEW_MIN_SIDE = 32
 #: How far the unfinished part of the picture is dimmed towards grey while a run goes on.
 PREVIEW_DIM = 0.55
 
+#: Seconds between two redraws of the batch rows' times.
+TIMES_EVERY = 1.0
+
 Rect = tuple[int, int, int, int]  # x, y, width, height in input pixels
 
 
@@ -519,6 +522,7 @@ class BatchSession(JobState):
         self.current = ""
         self.outcome: Any = None           # app.tasks.BatchOutcome of the last batch
         self.error = ""
+        self._times_at: float | None = None
 
     def start(self, job: Any, seconds_per_megapixel: float | None = None) -> None:
         """``job`` (a BatchRequest) was submitted; ``seconds_per_megapixel`` is the cost
@@ -603,6 +607,15 @@ class BatchSession(JobState):
             outcome.state, "Batch stopped")
         self.status = head + "."
         return "ended"
+
+    def times_due(self) -> bool:
+        """True at most once a second: when the rows' times are worth redrawing (a folder of
+        thousands of files gets a progress message per tile)."""
+        now = self.clock()
+        if self._times_at is not None and now - self._times_at < TIMES_EVERY:
+            return False
+        self._times_at = now
+        return True
 
     def row_status(self, i: int) -> str:
         """The status column of row ``i``."""

@@ -253,6 +253,7 @@ def test_the_batch_session_shows_each_rows_time():
     assert b.receive(Reply(req, BatchPlanned("3 files", rows))) == "planned"
     assert [b.row_time(i) for i in range(3)] == ["\u2248 10 s", "\u2248 30 s", ""]
     assert b.receive(Reply(req, BatchStep(0, 2, "a.png", 0, 2, -1.0))) == "progress"
+    assert b.times_due() and not b.times_due()  # the rows' times: once a second at most
     clock.now += 5.0
     b.receive(Reply(req, BatchStep(0, 2, "a.png", 1, 2, 15.0)))
     assert b.row_status(0) == "upscaling" and b.row_time(0) == "about 5 s left"
