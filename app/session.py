@@ -31,12 +31,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .messages import Cancelled, Download, Failed, Finished, Fraction, Progress, Reply, Status
-from .messages import TileDone as TileDone  # re-exported: the window reacts to it
-from .tasks import PreviewKey
+from .messages import (
+    Cancelled,
+    Download,
+    Failed,
+    Finished,
+    Fraction,
+    Progress,
+    Reply,
+    Status,
+    TileDone,
+)
+from .tasks import BatchOutcome, BatchPlanned, BatchStep, PreviewKey
 
 __all__ = ["PREVIEW_MAX_PIXELS", "BatchSession", "FileEtas", "Kind", "Phase", "PreviewKey",
-           "Session", "TileDone", "eta_text", "preview_region"]
+           "Session", "eta_text", "preview_region"]
 
 #: A preview covers at most this many input pixels (256 x 256): a few seconds on a laptop CPU.
 PREVIEW_MAX_PIXELS = 256 * 256
@@ -195,7 +204,7 @@ class Session(JobState):
     _pct: int = field(default=-1, repr=False)
 
     def __post_init__(self) -> None:
-        JobState.__init__(self)
+        JobState.__init__(self)  # the dataclass's generated __init__ does not call it
 
     # --- the picture ------------------------------------------------------------------------
     def open(self, picture: Any) -> None:
@@ -543,8 +552,6 @@ class BatchSession(JobState):
     def receive(self, reply: Reply) -> str:
         """Take in one message; returns "" (ignored), "status", "planned", "progress",
         "row" (a file ended) or "ended"."""
-        from .tasks import BatchPlanned, BatchStep
-
         if self.job is None or reply.request is not self.job:
             return ""
         msg = reply.message
@@ -566,8 +573,6 @@ class BatchSession(JobState):
         if isinstance(msg, Finished):
             return self._ended(msg.value)
         if isinstance(msg, Cancelled):
-            from .tasks import BatchOutcome
-
             return self._ended(BatchOutcome("cancelled", {}, ""))
         if isinstance(msg, Failed):
             self._stop(Phase.FAILED)
@@ -668,11 +673,7 @@ def seconds_per_megapixel(model: str, device: str) -> float | None:
         family = catalog.get(model).arch
     except Exception:  # noqa: BLE001 - a checkpoint file or an unknown id
         return None
-    gpu = device not in ("cpu", "auto") or _cuda()
-    return sizing.seconds_per_megapixel(family, "cuda" if gpu and _cuda() else "cpu")
-
-
-def _cuda() -> bool:
     import torch
 
-    return bool(torch.cuda.is_available())
+    gpu = device != "cpu" and torch.cuda.is_available()
+    return sizing.seconds_per_megapixel(family, "cuda" if gpu else "cpu")

@@ -266,9 +266,9 @@ def test_the_batch_session_shows_each_rows_time():
     assert b.phase is Phase.DONE and b.summary() == ("Batch finished: 2 done.", False)
 
 
-def test_the_session_module_does_not_import_qt():
+def test_the_session_tasks_and_messages_do_not_import_qt():
     root = Path(__file__).resolve().parents[1]
-    code = ("import sys; import app.session; "
+    code = ("import sys; import app.session, app.tasks, app.messages; "
             "sys.exit(any(m.startswith('PySide6') for m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root)},
                           capture_output=True, text=True)
