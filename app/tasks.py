@@ -2,7 +2,7 @@
 
 A request is a dataclass with an ``id``, a ``cancel`` event and a ``run(send)`` method. The
 generic :class:`~app.worker.RequestWorker` calls ``run`` in its thread; ``run`` reports with
-``send(message)`` (one of the message dataclasses of :mod:`app.worker`) and returns the value
+``send(message)`` (one of the message dataclasses of :mod:`app.messages`) and returns the value
 that arrives as ``Finished(value)``. Engine work stays in sr_core: ``run`` only calls it and
 turns its callbacks into messages.
 
