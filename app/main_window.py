@@ -391,7 +391,8 @@ class MainWindow(QMainWindow):
 
     def cancel(self) -> None:
         """Stop the running upscale or preview within one layer; nothing is written."""
-        if self.session.cancel():
+        if self.session.busy:
+            self.session.cancel()
             self._render()
         elif self.batch.is_running() and self.tabs.currentWidget() is self.batch:
             self.batch.cancel()

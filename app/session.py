@@ -166,8 +166,9 @@ class JobState:
         self.kind = None
 
     def cancel(self) -> bool:
-        """Set the running job's cancel event; False when nothing runs."""
-        if not self.busy:
+        """Set the running job's cancel event; False when nothing runs (or it is already
+        being cancelled: a second Esc changes nothing)."""
+        if self.phase is not Phase.RUNNING:
             return False
         self.job.cancel.set()
         self._go(Phase.CANCELLING)

@@ -128,7 +128,7 @@ def test_the_state_machine_through_the_workers_messages():
     assert s.receive(Reply(job, Fraction(0.257, 89.0))) == ""  # same per cent: no repaint
     assert s.receive(Reply(job, TileDone(0, 0, np.full((5, 5, 3), 255, np.uint8)))) == "tile"
     assert s.cancel() and s.phase is Phase.CANCELLING and job.cancel.is_set()
-    assert s.label == "Cancelling\u2026"
+    assert s.label == "Cancelling\u2026" and not s.cancel()  # a second Esc: nothing more
     assert s.receive(Reply(job, Cancelled())) == "cancelled"
     assert s.phase is Phase.CANCELLED and s.job is None and s.canvas is None
     assert s.label == "Cancelled; nothing was written." and s.latest == ""
