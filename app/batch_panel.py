@@ -3,8 +3,9 @@
 Input folder (with or without sub-folders), output folder, name template and what to do
 with existing outputs; a list of every file with its fate, overall progress with an ETA,
 and a summary that names each failure and its reason. The model, size, format and device
-come from the window's options column. The run happens in a :class:`~app.worker.BatchWorker`
-thread; the panel only shows what it reports.
+come from the window's options column. The run is a :class:`~app.tasks.BatchRequest` in a
+worker thread; the panel renders the :class:`~app.session.BatchSession` its messages update,
+each file with its own time estimate.
 """
 
 from __future__ import annotations
@@ -34,26 +35,20 @@ from PySide6.QtWidgets import (
 
 from sr_core.batch import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, BatchOptions
 
+from .messages import Reply
 from .options_panel import OutputChoice
+from .session import BatchSession, eta_text, seconds_per_megapixel
 from .settings import Settings
-from .worker import BatchRequest, BatchRow, BatchWorker, WorkerThread
+from .tasks import BatchPlanned, BatchRequest, BatchRow, BatchStep
+from .worker import WorkerThread
+
+__all__ = ["BatchPanel", "eta_text"]
 
 POLICIES = (("skip", "Skip them"), ("overwrite", "Overwrite them"),
             ("number", "Keep both (numbered name)"))
 _STATUS_TEXT = {"pending": "waiting", "done": "done", "skipped": "skipped", "failed": "failed"}
 _STATUS_COLOUR = {"done": QColor(40, 140, 60), "failed": QColor(179, 38, 30),
                   "skipped": QColor(120, 120, 120)}
-
-
-def eta_text(seconds: float) -> str:
-    """A short duration for people: "about 3 min left"."""
-    if seconds < 0:
-        return ""
-    if seconds < 60:
-        return f"about {max(1, round(seconds))} s left"
-    if seconds < 3600:
-        return f"about {round(seconds / 60)} min left"
-    return f"about {seconds / 3600:.1f} h left"
 
 
 class BatchPanel(QWidget):
@@ -68,21 +63,12 @@ class BatchPanel(QWidget):
         super().__init__(parent)
         self.settings = settings
         self._choice = choice
-        self._thread = WorkerThread(BatchWorker(), "finescale-batch")
-        w: BatchWorker = self._thread.worker  # type: ignore[assignment]
-        w.status.connect(self._on_status)
-        w.download.connect(self._on_download)
-        w.planned.connect(self._on_planned)
-        w.progress.connect(self._on_progress)
-        w.file_done.connect(self._on_file_done)
-        w.finished.connect(self._on_finished)
-        w.failed.connect(self._on_failed)
-        self._req: BatchRequest | None = None
-        self._rows: dict[str, int] = {}
+        self._thread = WorkerThread("finescale-batch", (BatchPlanned, BatchStep))
+        self._thread.worker.message.connect(self._on_message)
+        self.state = BatchSession()
         self._data: dict[int, BatchRow] = {}  # table row -> what it shows
+        self._shown_current = ""
         self._dirs: tuple[Path, Path] | None = None  # input and output folder of the list
-        self.last_state = ""
-        self.last_totals: dict[str, int] = {}
 
         self.in_edit = QLineEdit(self)
         self.in_edit.setPlaceholderText("Folder with the pictures to upscale")
@@ -124,8 +110,8 @@ class BatchPanel(QWidget):
         self.progress.setValue(0)
         self.status_label = QLabel("Choose a folder of pictures and press Start.", self)
         self.status_label.setWordWrap(True)
-        self.table = QTableWidget(0, 3, self)
-        self.table.setHorizontalHeaderLabels(("File", "Status", "Output or reason"))
+        self.table = QTableWidget(0, 4, self)
+        self.table.setHorizontalHeaderLabels(("File", "Status", "Output or reason", "Time"))
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -133,6 +119,7 @@ class BatchPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setColumnWidth(0, 260)
         self.table.setToolTip("Double-click a converted file to compare it with its original")
         self.table.cellDoubleClicked.connect(self._on_double_click)
@@ -187,10 +174,10 @@ class BatchPanel(QWidget):
         if not self.out_edit.text():
             self.out_edit.setText(str(folder.parent / f"{folder.name}-upscaled"))
 
-    # --- running ----------------------------------------------------------------------------
+    # --- running ---------------------------------------------------------------------------
     def is_running(self) -> bool:
         """True while a batch runs."""
-        return self._req is not None
+        return self.state.busy
 
     def options(self) -> BatchOptions:
         """The batch options from the panel and the window's output choices."""
@@ -203,7 +190,7 @@ class BatchPanel(QWidget):
 
     def start(self) -> None:
         """Start converting the input folder (problems are shown as one sentence)."""
-        if self._req is not None:
+        if self.state.busy:
             return
         in_dir, out_dir = self.in_edit.text().strip(), self.out_edit.text().strip()
         if not in_dir:
@@ -214,23 +201,20 @@ class BatchPanel(QWidget):
         if not c.model:
             return self._error("No model is available; open Manage models to get one.")
         self._save()
-        self._req = BatchRequest(Path(in_dir).expanduser(), Path(out_dir).expanduser(),
-                                 self.options(), c.model, c.device, clean_up=c.clean_up)
-        self.table.setRowCount(0)
-        self._rows.clear()
+        req = BatchRequest(Path(in_dir).expanduser(), Path(out_dir).expanduser(),
+                           self.options(), c.model, c.device, clean_up=c.clean_up)
+        self.state.start(req, seconds_per_megapixel(c.model, c.device))
         self._data.clear()
-        self._dirs = (self._req.in_dir, self._req.out_dir)
+        self._dirs = (req.in_dir, req.out_dir)
         self.summary.clear()
-        self.progress.setRange(0, 0)
-        self.status_label.setText("Starting\u2026")
+        self._render(rows=True)
         self._set_running(True)
-        self._thread.worker.submit(self._req)  # type: ignore[attr-defined]
+        self._thread.submit(req)
 
     def cancel(self) -> None:
-        """Stop after the current tile; the unfinished file is redone by the next run."""
-        if self._req is not None:
-            self._req.cancel.set()
-            self.status_label.setText("Cancelling\u2026")
+        """Stop within one layer; the unfinished file is redone by the next run."""
+        if self.state.cancel():
+            self._render()
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -244,32 +228,60 @@ class BatchPanel(QWidget):
         self.summary.setStyleSheet("color: #b3261e;")
         self.message.emit(text, True)
 
-    # --- worker signals ---------------------------------------------------------------------
-    def _on_status(self, req: BatchRequest, text: str) -> None:
-        if req is self._req:
-            self.status_label.setText(text)
+    @property
+    def last_state(self) -> str:
+        """How the last batch ended: "finished", "cancelled", "failed" ("" before one)."""
+        if self.state.error:
+            return "failed"
+        return self.state.outcome.state if self.state.outcome is not None else ""
 
-    def _on_download(self, req: BatchRequest, done: int, total: int) -> None:
-        if req is self._req and total:
+    @property
+    def last_totals(self) -> dict[str, int]:
+        """The last batch's counts by status."""
+        return dict(self.state.outcome.totals) if self.state.outcome is not None else {}
+
+    # --- rendering the session --------------------------------------------------------------
+    def _on_message(self, reply: Reply) -> None:
+        what = self.state.receive(reply)
+        if what in ("planned", "row"):
+            self._render(rows=True)
+        elif what == "progress":
+            started = self.state.current != self._shown_current  # a new file: say so now
+            self._shown_current = self.state.current
+            self._render(times=self.state.times_due() or started)
+            if self.state.current in self.state.index:
+                self.table.scrollToItem(self.table.item(self.state.index[self.state.current], 0))
+        elif what == "status":
+            self._render()
+        elif what == "ended":
+            self._ended()
+
+    def _render(self, *, rows: bool = False, times: bool = False) -> None:
+        st = self.state
+        self.status_label.setText(st.status)
+        if st.fraction is None:
+            self.progress.setRange(0, 0)
+        else:
             self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * done / total))
+            self.progress.setValue(int(1000 * st.fraction))
+        if st.files[1]:
+            self.progress.setFormat(f"{st.files[0]} of {st.files[1]} files")
+        if rows:
+            self.table.setRowCount(len(st.rows))
+            for i, row in enumerate(st.rows):
+                self._show_row(i, row)
+        if times:
+            for i in range(len(st.rows)):
+                for col, text in ((1, st.row_status(i)), (3, st.row_time(i))):
+                    item = self.table.item(i, col)
+                    if item is not None and item.text() != text:
+                        item.setText(text)
 
-    def _on_planned(self, req: BatchRequest, summary: str, rows: list[BatchRow]) -> None:
-        if req is not self._req:
-            return
-        self.status_label.setText(summary[:1].upper() + summary[1:] + ".")
-        self.table.setRowCount(len(rows))
-        for i, row in enumerate(rows):
-            self._rows[row.input] = i
-            self._show_row(i, row)
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-
-    def _show_row(self, i: int, row: BatchRow, status: str | None = None) -> None:
+    def _show_row(self, i: int, row: BatchRow) -> None:
         self._data[i] = row
-        text = status or _STATUS_TEXT.get(row.status, row.status)
         detail = row.reason if row.status in ("failed", "skipped") else (row.output or "")
-        for c, value in enumerate((row.input, text, detail or "")):
+        values = (row.input, self.state.row_status(i), detail or "", self.state.row_time(i))
+        for c, value in enumerate(values):
             item = QTableWidgetItem(value)
             item.setToolTip(value)
             colour = _STATUS_COLOUR.get(row.status)
@@ -277,67 +289,17 @@ class BatchPanel(QWidget):
                 item.setForeground(colour)
             self.table.setItem(i, c, item)
 
-    def _on_progress(self, req: BatchRequest, done: int, total: int, current: str,
-                     tiles_done: int, tiles_total: int, eta: float) -> None:
-        if req is not self._req or total <= 0:
-            return
-        part = tiles_done / tiles_total if tiles_total else 0.0
-        self.progress.setValue(int(1000 * min(1.0, (done + part) / total)))
-        self.progress.setFormat(f"{done} of {total} files")
-        if current:
-            tiles = f", tile {tiles_done} of {tiles_total}" if tiles_total else ""
-            left = eta_text(eta)
-            self.status_label.setText(f"Upscaling {current}{tiles}" + (f" \u2014 {left}"
-                                                                        if left else ""))
-            i = self._rows.get(current)
-            if i is not None:
-                item = self.table.item(i, 1)
-                if item is not None:
-                    item.setText("upscaling")
-                self.table.scrollToItem(self.table.item(i, 0))
-
-    def _on_file_done(self, req: BatchRequest, row: BatchRow) -> None:
-        if req is self._req and row.input in self._rows:
-            self._show_row(self._rows[row.input], row)
-
-    def _on_finished(self, req: BatchRequest, state: str, totals: dict, report: str) -> None:
-        if req is not self._req:
-            return
-        self._req = None
+    def _ended(self) -> None:
+        st = self.state
         self._set_running(False)
-        self.last_state, self.last_totals = state, dict(totals)
-        self.progress.setRange(0, 1000)
-        if state == "finished":
-            self.progress.setValue(1000)
-        failed = [self.table.item(i, 0).text() for i in range(self.table.rowCount())
-                  if self.table.item(i, 1) and self.table.item(i, 1).text() == "failed"]
-        head = {"finished": "Batch finished", "cancelled": "Batch cancelled"}.get(state,
-                                                                                 "Batch stopped")
-        counts = ", ".join(f"{totals.get(k, 0)} {k}" for k in ("done", "skipped", "failed")
-                           if k in totals)
-        if state == "cancelled":
-            counts += (", " if counts else "") + "the rest is redone when you start it again"
-        text = f"{head}: {counts}." if counts else f"{head}."
-        if failed:
-            text += " Failed: " + "; ".join(failed[:5]) + (" \u2026" if len(failed) > 5 else "") \
-                + " (reasons in the list)."
-        if report:
-            text += f" Report: {report}"
+        self._render(rows=True)
+        if st.error:
+            self._error(st.error)
+            return
+        text, failed = st.summary()
         self.summary.setStyleSheet("color: #b3261e;" if failed else "")
         self.summary.setText(text)
-        self.status_label.setText(head + ".")
-        self.message.emit(text, bool(failed))
-
-    def _on_failed(self, req: BatchRequest, text: str) -> None:
-        if req is not self._req:
-            return
-        self._req = None
-        self._set_running(False)
-        self.last_state = "failed"
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.status_label.setText("The batch did not run.")
-        self._error(text)
+        self.message.emit(text, failed)
 
     def pair_of(self, row: int) -> tuple[Path, Path] | None:
         """Input and output file of a converted table row (None for other rows)."""
@@ -368,4 +330,4 @@ class BatchPanel(QWidget):
     def shutdown(self) -> None:
         """Cancel a running batch and stop the worker thread (waits for it)."""
         self._save()
-        self._thread.stop([self._req.cancel] if self._req is not None else [])
+        self._thread.stop([self.state.job.cancel] if self.state.busy else [])

@@ -1,9 +1,9 @@
 """The model manager: the catalogue with status, size, licence and verification; download
 with progress and cancel, remove, import a checkpoint file.
 
-Downloads and imports run in a :class:`~app.worker.CatalogWorker` thread; the dialog only
-shows what :mod:`sr_core.catalog` reports. ``models_changed`` tells the window to refresh
-its model picker.
+Downloads and imports run as :class:`~app.tasks.CatalogRequest` in a worker thread; the
+dialog only shows what :mod:`sr_core.catalog` reports. ``models_changed`` tells the window
+to refresh its model picker.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from sr_core import catalog, installer
 from sr_core.errors import FinescaleError
 from sr_core.units import format_bytes
 
-from .worker import CatalogRequest, CatalogWorker, WorkerThread
+from .messages import Cancelled, Download, Failed, Finished, Reply
+from .tasks import CatalogRequest
+from .worker import WorkerThread
 
 COLUMNS = ("Model", "Kind", "Status", "Size", "Licence", "Verified", "Description")
 CHECKPOINT_FILTER = "Checkpoints (*.pth *.pt *.ckpt *.bin *.safetensors);;All files (*)"
@@ -69,12 +71,8 @@ class ModelsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Models \u2014 Finescale")
         self.resize(980, 560)
-        self._thread = WorkerThread(CatalogWorker(), "finescale-catalog")
-        w: CatalogWorker = self._thread.worker  # type: ignore[assignment]
-        w.progress.connect(self._on_progress)
-        w.done.connect(self._on_done)
-        w.failed.connect(self._on_failed)
-        w.cancelled.connect(self._on_cancelled)
+        self._thread = WorkerThread("finescale-catalog")
+        self._thread.worker.message.connect(self._on_message)
         self._busy: CatalogRequest | None = None
         self._ids: list[str] = []
 
@@ -267,15 +265,28 @@ class ModelsDialog(QDialog):
         self.progress.setRange(0, 0)  # busy until the size is known
         self.progress.show()
         self._update_buttons()
-        self._thread.worker.submit(req)  # type: ignore[attr-defined]
+        self._thread.submit(req)
+
+    def _on_message(self, reply: Reply) -> None:
+        req, msg = reply.request, reply.message
+        if req is not self._busy:
+            return
+        if isinstance(msg, Download):
+            self._on_progress(msg.done, msg.total)
+        elif isinstance(msg, Finished):
+            self._on_done(req, msg.value)
+        elif isinstance(msg, Failed):
+            self._finish()
+            self.show_message(msg.text, error=True)
+        elif isinstance(msg, Cancelled):
+            self._finish()
+            self.show_message("Download cancelled; it resumes where it stopped next time.")
 
     def is_busy(self) -> bool:
         """True while a download or import runs."""
         return self._busy is not None
 
-    def _on_progress(self, req: CatalogRequest, done: int, total: int) -> None:
-        if req is not self._busy:
-            return
+    def _on_progress(self, done: int, total: int) -> None:
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * done / total))
@@ -296,14 +307,6 @@ class ModelsDialog(QDialog):
             self.select(req.model_id)
         self.show_message(text)
         self.models_changed.emit()
-
-    def _on_failed(self, req: CatalogRequest, text: str) -> None:
-        self._finish()
-        self.show_message(text, error=True)
-
-    def _on_cancelled(self, req: CatalogRequest) -> None:
-        self._finish()
-        self.show_message("Download cancelled; it resumes where it stopped next time.")
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         """Show one sentence under the table (red for errors)."""

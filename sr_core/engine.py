@@ -11,9 +11,11 @@ out-of-memory errors with smaller tiles (then the CPU), and never writes a file.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,8 +54,8 @@ from .tiling import (
 )
 
 __all__ = ["bleed_colour", "CancelToken", "clip_region", "DETAIL_STEP", "FLOAT_OUTPUT_MAX_BYTES",
-           "MAX_SPLITS", "output_size", "Region", "region_source", "resize", "TRANSPARENT",
-           "Upscaler"]
+           "MAX_SPLITS", "output_size", "Region", "region_source", "resize", "REUSE_COST",
+           "TILE_CACHE_BYTES", "TileCache", "TRANSPARENT", "Upscaler"]
 
 
 ProgressFn = Callable[[int, int, float], None]
@@ -70,6 +72,12 @@ FLOAT_OUTPUT_MAX_BYTES = 256 << 20
 MAX_SPLITS = 3
 #: Alpha at or below this is "transparent": its colour is replaced before the model sees it.
 TRANSPARENT = 1.0 / 512
+#: ``upscale_region`` computes the whole picture's own tiles (kept for a later full run) when
+#: they cost at most this many times the region's context-padded crop; else just the crop.
+#: (A 256 x 256 preview inside one CPU tile of ~430 pixels costs about 1.8 times its crop.)
+REUSE_COST = 2.0
+#: Bytes of model outputs a :class:`TileCache` keeps by default (least recently used go).
+TILE_CACHE_BYTES = 384 << 20
 
 
 class CancelToken(Protocol):
@@ -90,6 +98,64 @@ class _Job:
     height: int                # size before padding up to the model's minimum
     width: int
     meter: _Meter | None = None
+
+
+class TileCache:
+    """Model outputs by source window, so a full run reuses what a preview computed.
+
+    A key is the window's place and a digest of its pixels, plus what the output depends on
+    besides them (``model``: the model's name and identity, its clean-up, precision and
+    device, given by the :class:`Upscaler`). The same input through the same network gives
+    the same output bit for bit, so a hit is exactly what a fresh forward pass would return.
+    Entries beyond ``max_bytes`` are dropped, least recently used first. ``hits`` and
+    ``misses`` count the lookups.
+    """
+
+    def __init__(self, max_bytes: int = TILE_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def key(model: tuple[Any, ...], window: np.ndarray, sy: Span, sx: Span) -> tuple[Any, ...]:
+        """The key of ``window`` (the source pixels at rows ``sy``, columns ``sx``)."""
+        digest = hashlib.blake2b(np.ascontiguousarray(window).data, digest_size=16)
+        return (*model, sy.lo, sy.hi, sx.lo, sx.hi, str(window.dtype), window.shape,
+                digest.hexdigest())
+
+    def get(self, key: tuple[Any, ...]) -> torch.Tensor | None:
+        """The output stored under ``key``, or None."""
+        out = self._items.get(key)
+        if out is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return out
+
+    def put(self, key: tuple[Any, ...], output: torch.Tensor) -> None:
+        """Keep ``output`` (a model output) under ``key``."""
+        size = output.element_size() * output.nelement()
+        if size > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old.element_size() * old.nelement()
+        self._items[key] = output
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= dropped.element_size() * dropped.nelement()
+
+    def clear(self) -> None:
+        """Forget everything (e.g. when another picture is opened)."""
+        self._items.clear()
+        self._bytes = 0
 
 
 class _Meter:
@@ -141,6 +207,9 @@ class Upscaler:
         clean_up: for a catalogue model with a paper-exact and a photo version, where to sit
             between them (0 = paper-exact, 1 = photo; :mod:`sr_core.cleanup`). None: the photo
             model's default, and any other model unchanged.
+        tile_cache: keep model outputs by source window (:class:`TileCache`), so that
+            ``upscale`` reuses the tiles an earlier ``upscale_region`` of the same picture
+            computed. None: no cache.
 
     The model is moved to the chosen device and precision.
     """
@@ -149,10 +218,12 @@ class Upscaler:
                  precision: str | torch.dtype = "auto", tile: int | str = "auto", *,
                  overlap: int = DEFAULT_OVERLAP,
                  on_message: Callable[[str], None] | None = None,
-                 clean_up: float | None = None) -> None:
+                 clean_up: float | None = None, tile_cache: TileCache | None = None) -> None:
         if clean_up is None:
             clean_up = default_clean_up(model)
         self.model: SRModel = load_model(model, clean_up=clean_up)
+        self.clean_up = clean_up
+        self.tile_cache = tile_cache
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes)
         self.overlap = overlap
@@ -294,15 +365,19 @@ class Upscaler:
 
     def upscale_region(self, image: Any, region: tuple[int, int, int, int], *,
                        progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-                       detail: DetailFn | None = None) -> Region:
+                       detail: DetailFn | None = None, reuse: float = REUSE_COST) -> Region:
         """Upscale only ``region`` = ``(x, y, width, height)`` (input pixels) of ``image``.
 
-        The model reads the region plus its tiling context (:func:`region_source`), so the
-        result matches the same part of a whole-picture upscale (a preview of it) at the
-        cost of the region alone. ``image`` is a Photo or an array as for :meth:`upscale`;
-        the region is clipped to the picture. Returns a :class:`Region` holding the model's
-        output over the region: ``height * scale x width * scale`` pixels, RGB or RGBA,
-        uint8/uint16 for such sources, else float32.
+        The model reads the region plus its tiling context, so the result matches the same
+        part of a whole-picture upscale (a preview of it) at about the cost of the region.
+        When the whole picture's own tiles that touch the region cost at most ``reuse`` times
+        the region's context-padded crop (as it would be tiled), those tiles are computed
+        (and kept in :attr:`tile_cache`, so a later :meth:`upscale` of the picture does not
+        compute them again); otherwise only the crop (:func:`region_source`) is. ``image``
+        is a Photo or an array as for :meth:`upscale`; the region is clipped to the picture.
+        Returns a :class:`Region` holding the model's output over the region: ``height *
+        scale x width * scale`` pixels, RGB or RGBA, uint8/uint16 for such sources, else
+        float32.
         """
         photo = image if _is_photo(image) else None
         rgb, alpha = _split_channels(image.rgb if photo is not None else image,
@@ -311,15 +386,65 @@ class Upscaler:
         x, y, w, h = clip_region(region, ww, hh)
         sy, sx = region_source(Span(y, y + h), hh, self.context, self.multiple), \
             region_source(Span(x, x + w), ww, self.context, self.multiple)
+        s = self.model.scale
+        tiles = self._tiles_over(hh, ww, x, y, w, h) if alpha is None else None
+        crop_cost = sum(t.src_pixels for t in self.plan(sy.size, sx.size).tiles)
+        if tiles is not None and sum(t.src_pixels for t in tiles[1]) <= reuse * crop_cost:
+            pixels = self._region_from_plan(rgb, tiles[0], tiles[1], (x, y, w, h), progress,
+                                            cancel, detail)
+            return Region(x, y, w, h, s, pixels, len(tiles[1]))
         crop = rgb[sy.lo:sy.hi, sx.lo:sx.hi]
         if alpha is not None:
             crop = np.dstack((crop, alpha[sy.lo:sy.hi, sx.lo:sx.hi]))
         out = self.upscale(np.ascontiguousarray(crop), progress=progress, cancel=cancel,
                            detail=detail)
-        s = self.model.scale
         oy, ox = (y - sy.lo) * s, (x - sx.lo) * s
         pixels = np.ascontiguousarray(out[oy:oy + h * s, ox:ox + w * s])
         return Region(x, y, w, h, s, pixels)
+
+    def _tiles_over(self, height: int, width: int, x: int, y: int, w: int,
+                    h: int) -> tuple[TilePlan, list[Tile]] | None:
+        """The whole picture's plan and its tiles whose output spans meet the region (None
+        when there is no tile cache or the picture is below the model's minimum size)."""
+        if self.tile_cache is None or min(height, width) < self.model.info.min_size:
+            return None
+        plan = self.plan(height, width)
+        return plan, [t for t in plan.tiles if t.out_y.lo < y + h and y < t.out_y.hi
+                      and t.out_x.lo < x + w and x < t.out_x.hi]
+
+    def _region_from_plan(self, rgb: np.ndarray, plan: TilePlan, tiles: list[Tile],
+                          rect: tuple[int, int, int, int], progress: ProgressFn | None,
+                          cancel: CancelToken | None, detail: DetailFn | None) -> np.ndarray:
+        """The region blended from the whole picture's own ``tiles`` (each kept in the cache)."""
+        x, y, w, h = rect
+        s = self.model.scale
+        acc = np.zeros((h * s, w * s, 3), dtype=np.float32)
+        sub = TilePlan(plan.height, plan.width, s, plan.tile, plan.context, plan.overlap,
+                       plan.multiple, plan.row_cores, plan.col_cores, tuple(tiles))
+        job = _Job(rgb, None, sub, cancel, None, plan.height, plan.width,
+                   _Meter(sub, detail) if detail is not None else None)
+        self.watch.every_op = self.device.type == "cpu"
+        with torch.inference_mode(), self.watch.active(cancel, job.meter.step
+                                                       if job.meter is not None else None):
+            for i, tile in enumerate(tiles):
+                _check(cancel)
+                if job.meter is not None:
+                    job.meter.begin_tile(tile)
+                hr = self._tile_pixels(job, tile)
+                wy, wx = (torch.from_numpy(v).to(hr.device) for v in plan.weights_hr(tile))
+                hr.mul_(wy[None, :, None]).mul_(wx[None, None, :])
+                y0, y1 = max(y, tile.out_y.lo), min(y + h, tile.out_y.hi)
+                x0, x1 = max(x, tile.out_x.lo), min(x + w, tile.out_x.hi)
+                part = hr[:, (y0 - tile.out_y.lo) * s:(y1 - tile.out_y.lo) * s,
+                          (x0 - tile.out_x.lo) * s:(x1 - tile.out_x.lo) * s]
+                acc[(y0 - y) * s:(y1 - y) * s, (x0 - x) * s:(x1 - x) * s] += \
+                    part.permute(1, 2, 0).cpu().numpy()
+                if job.meter is not None:
+                    job.meter.end_tile()
+                if progress is not None:
+                    progress(i + 1, len(tiles), 0.0)
+        np.clip(acc, 0.0, 1.0, out=acc)
+        return _from_float(acc, _output_dtype(rgb.dtype, None, 0))
 
     # --- the tile loop ----------------------------------------------------------------------
     def _run(self, job: _Job, stitcher: BandStitcher, progress: ProgressFn | None) -> None:
@@ -388,7 +513,7 @@ class Upscaler:
                 if parts > 1:
                     _check(job.cancel)
                 sy, sx = source_window(py, hp, reach, m), source_window(px, wp, reach, m)
-                y = self._forward(_window(job.rgb, sy, sx, self.device))
+                y = self._cached_forward(job.rgb, sy, sx)
                 ry, rx = (py.lo - sy.lo) * s, (px.lo - sx.lo) * s
                 dy, dx = (py.lo - out_y.lo) * s, (px.lo - out_x.lo) * s
                 hh, ww = py.size * s, px.size * s
@@ -399,6 +524,21 @@ class Upscaler:
                     a = F.interpolate(a, scale_factor=s, mode="bicubic", align_corners=False)
                     res[3, dy:dy + hh, dx:dx + ww] = a[0, 0, ry:ry + hh, rx:rx + ww]
         return res
+
+    def _cached_forward(self, rgb: np.ndarray, sy: Span, sx: Span) -> torch.Tensor:
+        """The model's output for the source window ``sy x sx``, from the tile cache when
+        this very window was computed before."""
+        cache = self.tile_cache
+        if cache is None:
+            return self._forward(_window(rgb, sy, sx, self.device))
+        model = (self.model.name, id(self.model), self.clean_up, str(self.dtype),
+                 str(self.device))
+        key = cache.key(model, rgb[sy.lo:sy.hi, sx.lo:sx.hi], sy, sx)
+        y = cache.get(key)
+        if y is None:
+            y = self._forward(_window(rgb, sy, sx, self.device))
+            cache.put(key, y)
+        return y
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """One forward pass in the working precision; float32 out.
@@ -450,6 +590,9 @@ class Region:
     height: int
     scale: int
     pixels: np.ndarray
+    #: Tiles of the whole picture's plan computed (and kept in the tile cache) for it; 0
+    #: when only the region's crop was.
+    kept_tiles: int = 0
 
 
 def clip_region(region: tuple[int, int, int, int], width: int,

@@ -60,3 +60,52 @@ def test_region_source_lies_on_the_window_grid_and_inside_the_picture():
     assert region_source(Span(40, 72), 136, 32, 8) == Span(8, 104)
     assert region_source(Span(3, 20), 30, 32, 8) == Span(0, 30)
     assert region_source(Span(50, 51), 200, 10, 16) == Span(32, 64)
+
+
+def _counted(model):
+    calls = []
+    model.register_forward_pre_hook(lambda m, args: calls.append(tuple(args[0].shape[-2:])))
+    return calls
+
+
+def test_a_full_run_after_a_preview_reuses_its_tiles_and_is_bit_identical():
+    from sr_core.engine import TileCache
+
+    model = small_asid(blocks=1, scale=2)
+    img = textured(200, 260)
+    fresh = Upscaler(model, device="cpu", tile=120)
+    whole = fresh.upscale(img)
+    up = Upscaler(model, device="cpu", tile=120, tile_cache=TileCache())
+    plan = up.plan(200, 260)
+    calls = _counted(model)
+    part = up.upscale_region(img, (60, 50, 24, 24), reuse=10.0)
+    previewed = len(calls)
+    assert 1 <= previewed < len(plan.tiles) and part.kept_tiles == previewed
+    again = up.upscale(img)
+    assert len(calls) - previewed == len(plan.tiles) - previewed  # reused, not recomputed
+    assert up.tile_cache.hits == previewed
+    assert np.array_equal(again, whole)
+    assert psnr(part.pixels, whole[100:148, 120:168]) > 50
+
+
+def test_without_a_cache_or_when_the_tiles_cost_too_much_the_crop_alone_is_computed():
+    from sr_core.engine import TileCache
+
+    model = small_asid(blocks=1, scale=2)
+    img = textured(200, 260)
+    up = Upscaler(model, device="cpu", tile=0, tile_cache=TileCache())
+    calls = _counted(model)
+    up.upscale_region(img, (60, 50, 24, 24))  # the one whole-picture tile costs too much
+    assert len(calls) == 1 and calls[0][0] * calls[0][1] < 120 * 120
+    assert len(up.tile_cache) == 1  # the crop's window, useless to a full run but harmless
+
+
+def test_the_tile_cache_drops_the_least_recently_used_outputs_beyond_its_budget():
+    import torch
+
+    from sr_core.engine import TileCache
+
+    cache = TileCache(max_bytes=3 * 4 * 100)
+    for i in range(4):
+        cache.put(("k", i), torch.zeros(100))
+    assert len(cache) == 3 and cache.get(("k", 0)) is None and cache.get(("k", 3)) is not None

@@ -40,3 +40,16 @@ def open_picture(qtbot, window, path: Path) -> None:
     window.open_paths([path])
     qtbot.waitUntil(lambda: window.picture is not None and window.picture.path == path,
                     timeout=20_000)
+
+
+def on_message(window, kind: type, fn, *, direct: bool = False) -> None:
+    """Call ``fn(message)`` for each worker message of type ``kind`` (``direct``: in the
+    worker's thread, as it is sent)."""
+    from PySide6.QtCore import Qt
+
+    def slot(reply) -> None:
+        if isinstance(reply.message, kind):
+            fn(reply.message)
+
+    how = Qt.ConnectionType.DirectConnection if direct else Qt.ConnectionType.AutoConnection
+    window._thread.worker.message.connect(slot, how)

@@ -45,6 +45,9 @@ def test_a_batch_run_over_a_small_folder(qtbot, tiny_model, window, tmp_path):
     status, reason = rows["broken.png"]
     assert status == "failed" and "broken.png" in reason
     assert rows["notes.txt"][0] == "skipped"
+    times = {panel.table.item(i, 0).text(): panel.table.item(i, 3).text()
+             for i in range(panel.table.rowCount())}
+    assert times["a.png"].startswith("took ") and times["notes.txt"] == ""  # each file's own
     summary = panel.summary.text()
     assert "3 done" in summary and "1 failed" in summary and "broken.png" in summary
     assert panel.progress.value() == panel.progress.maximum()

@@ -43,7 +43,7 @@ def test_the_job_carries_the_clean_up_value_to_the_model(qtbot, tmp_path) -> Non
 
     import torch
 
-    from app.worker import prepare_model
+    from app.tasks import prepare_model
     from sr_core import load_model
 
     model = prepare_model("finescale-asid-x4-photo", threading.Event(), lambda t: None,

@@ -8,10 +8,11 @@ import hashlib
 import os
 
 import pytest
-from gui_helpers import open_picture, write_picture
+from gui_helpers import on_message, open_picture, write_picture
 from PySide6.QtWidgets import QMessageBox
 from weight_server import WeightServer
 
+from app.messages import Download
 from sr_core import catalog, paths
 
 pytestmark = pytest.mark.timeout(120)
@@ -180,7 +181,7 @@ def test_the_window_downloads_the_model_on_demand(qtbot, served, settings, tmp_p
         "Tiny ASID x2  [paper-exact]  \u2014  download")
     open_picture(qtbot, w, write_picture(tmp_path / "in" / "p.png", 48, 32))
     seen: list[tuple[int, int]] = []
-    w._thread.worker.download.connect(lambda rid, done, total: seen.append((done, total)))
+    on_message(w, Download, lambda m: seen.append((m.done, m.total)))
     w.upscale()
     qtbot.waitUntil(lambda: w.result is not None or w.message.is_error, timeout=60_000)
     assert w.result is not None, w.message.text()

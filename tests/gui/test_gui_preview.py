@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gui_helpers import open_picture, write_picture
+from gui_helpers import on_message, open_picture, write_picture
 from PySide6.QtCore import Qt
 
+from app.messages import Fraction, Status
 from app.session import preview_region
 
 pytestmark = pytest.mark.timeout(120)
@@ -76,7 +77,7 @@ def test_switching_the_model_reruns_only_the_preview(qtbot, window, cache, tiny_
     qtbot.waitUntil(lambda: window.session.preview is not None, timeout=60_000)
     first = window.session.preview
     jobs = []
-    window._thread.worker.status.connect(lambda rid, text: jobs.append(text))
+    on_message(window, Status, lambda m: jobs.append(m.text))
     window.options.select_model(other)
     qtbot.waitUntil(lambda: window.session.preview is not first and
                     window.session.preview.job.model == other, timeout=60_000)
@@ -96,13 +97,13 @@ def test_cancel_stops_a_one_tile_picture_inside_its_only_pass(qtbot, window, tin
     job = window._job
     seen: list[float] = []
 
-    def in_worker(rid: int, fraction: float, eta: float) -> None:
+    def in_worker(m: Fraction) -> None:
         # runs in the worker's thread, between two layers: the user presses Cancel now
-        seen.append(fraction)
-        if fraction >= 0.2:
+        seen.append(m.fraction)
+        if m.fraction >= 0.2:
             job.cancel.set()
 
-    window._thread.worker.fraction.connect(in_worker, Qt.ConnectionType.DirectConnection)
+    on_message(window, Fraction, in_worker, direct=True)
     qtbot.waitUntil(lambda: window._job is None, timeout=60_000)
     assert window.run_label.text() == "Cancelled; nothing was written."
     assert seen and seen[-1] < 0.6  # stopped within the pass, long before its end
@@ -119,10 +120,9 @@ def test_cancelling_a_later_run_keeps_the_earlier_result_in_view(qtbot, window, 
     qtbot.waitUntil(lambda: window.result is not None, timeout=60_000)
     first = window.result
     assert window.compare.after.image is first.display
+    # connected first: the second run reuses the first one's tile and is over in no time
+    on_message(window, Fraction, lambda m: window.session.job.cancel.set(), direct=True)
     window.upscale()
-    job = window._job
-    window._thread.worker.fraction.connect(lambda *a: job.cancel.set(),
-                                           Qt.ConnectionType.DirectConnection)
     qtbot.waitUntil(lambda: window._job is None, timeout=60_000)
     assert window.run_label.text() == "Cancelled; nothing was written."
     assert window.result is first and window.compare.after.image is first.display
@@ -209,11 +209,11 @@ def test_opening_another_picture_drops_a_preview_under_way(qtbot, window, tiny_m
     window.options.select_model(tiny_model)
     gate, reached = threading.Event(), threading.Event()
 
-    def hold(rid: int, fraction: float, eta: float) -> None:  # the worker's thread
+    def hold(m: Fraction) -> None:  # the worker's thread
         reached.set()
         gate.wait(30)
 
-    window._thread.worker.fraction.connect(hold, Qt.ConnectionType.DirectConnection)
+    on_message(window, Fraction, hold, direct=True)
     window.preview()
     job = window._job
     qtbot.waitUntil(reached.is_set, timeout=60_000)
@@ -263,7 +263,7 @@ def test_moving_the_clean_up_slider_reruns_the_preview_once_it_rests(qtbot, wind
     first = window.session.preview
     assert first.job.clean_up == 1.0
     runs = []
-    window._thread.worker.status.connect(lambda rid, text: runs.append(text))
+    on_message(window, Status, lambda m: runs.append(m.text))
     for value in (80, 60, 40, 20):  # a drag: several values in quick succession
         slider.setValue(value)
     qtbot.waitUntil(lambda: window.session.preview is not first and window._job is None,
@@ -271,3 +271,29 @@ def test_moving_the_clean_up_slider_reruns_the_preview_once_it_rests(qtbot, wind
     assert window.session.preview.job.clean_up == 0.2
     assert sum(t.startswith("Previewing") for t in runs) == 1  # one run, at the end
     assert window.session.rival is first and _files(pic.parent) == ["moth.png"]
+
+
+def test_the_whole_photo_after_a_preview_reuses_its_tiles_and_equals_a_fresh_run(
+        qtbot, window, tiny_model, tmp_path, monkeypatch):
+    from sr_core import Upscaler, engine
+
+    monkeypatch.setattr(engine, "memory_budget", lambda device: 1)  # many small tiles
+    pic = write_picture(tmp_path / "in" / "quay.png", 360, 240)
+    open_picture(qtbot, window, pic)
+    window.options.select_model(tiny_model)
+    _zoom_into(window, 180, 120, zoom=8.0)
+    window.preview()
+    qtbot.waitUntil(lambda: window.session.preview is not None, timeout=60_000)
+    up = window._engines._upscaler
+    previewed = len(up.tile_cache)
+    assert previewed >= 1
+    calls: list[int] = []
+    up.model.register_forward_pre_hook(lambda m, args: calls.append(1))
+    window.upscale()
+    qtbot.waitUntil(lambda: window.result is not None or window.message.is_error,
+                    timeout=60_000)
+    assert window.result is not None, window.message.text()
+    tiles = len(up.plan(240, 360).tiles)
+    assert up.tile_cache.hits == previewed and len(calls) == tiles - previewed
+    fresh = Upscaler(tiny_model, device="cpu").upscale(window.picture.photo)
+    assert np.array_equal(window.result.photo.rgb, fresh.rgb)

@@ -7,11 +7,12 @@ import threading
 import time
 
 import pytest
-from gui_helpers import open_picture, write_picture
+from gui_helpers import on_message, open_picture, write_picture
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
+from app.messages import Progress, TileDone
 from sr_core.imageio import read_image
 
 pytestmark = pytest.mark.timeout(120)
@@ -94,11 +95,10 @@ def test_upscale_finishes_shows_the_result_and_the_window_stays_responsive(
     work_threads: set[int] = set()
     progress: list[tuple[int, int]] = []
     tiles: list[tuple[int, int]] = []
-    worker = window._thread.worker
-    worker.progress.connect(lambda rid, d, t, eta: progress.append((d, t)))
-    worker.progress.connect(lambda *a: work_threads.add(threading.get_ident()),
-                            Qt.ConnectionType.DirectConnection)
-    worker.tile.connect(lambda rid, y, x, rgb: tiles.append(rgb.shape[:2]))
+    on_message(window, Progress, lambda m: progress.append((m.done, m.total)))
+    on_message(window, Progress, lambda m: work_threads.add(threading.get_ident()),
+               direct=True)
+    on_message(window, TileDone, lambda m: tiles.append(m.rgb.shape[:2]))
 
     qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert window.cancel_button.isEnabled() and not window.upscale_button.isEnabled()
@@ -134,8 +134,8 @@ def test_cancel_mid_run_stops_within_a_tile_and_writes_nothing(qtbot, window, ti
     open_picture(qtbot, window, pic)
     window.options.select_model(tiny_model)
     emitted: list[tuple[float, int]] = []  # recorded in the worker's thread as tiles finish
-    window._thread.worker.progress.connect(
-        lambda rid, d, t, eta: emitted.append((time.perf_counter(), t)))
+    on_message(window, Progress, lambda m: emitted.append((time.perf_counter(), m.total)),
+               direct=True)
     window.upscale()
     qtbot.waitUntil(lambda: window.progress.value() > 0, timeout=30_000)
     pressed = time.perf_counter()
@@ -156,7 +156,7 @@ def test_escape_cancels(qtbot, window, tiny_model, tmp_path, small_tiles):
     open_picture(qtbot, window, pic)
     window.options.select_model(tiny_model)
     first = []
-    window._thread.worker.progress.connect(lambda *a: first.append(a))
+    on_message(window, Progress, first.append)
     window.upscale()
     qtbot.waitUntil(lambda: bool(first), timeout=30_000)
     qtbot.keyClick(window, Qt.Key.Key_Escape)
@@ -177,12 +177,12 @@ def test_closing_the_window_during_a_run_stops_the_worker_cleanly(qtbot, setting
     open_picture(qtbot, w, pic)
     w.options.select_model(tiny_model)
     seen = []
-    w._thread.worker.progress.connect(lambda *a: seen.append(a))
+    on_message(w, Progress, seen.append)
     w.upscale()
     qtbot.waitUntil(lambda: bool(seen), timeout=30_000)
     w.close()
     # Closing cancelled the job (it did not wait for the whole picture).
-    assert seen[-1][1] < seen[-1][2]
+    assert seen[-1].done < seen[-1].total
     assert w._thread.thread.isFinished()
     assert w.batch._thread.thread.isFinished()
     assert _files(pic.parent) == ["harbour.png"]
