@@ -312,7 +312,7 @@ class UpscaleWorker(QObject):
         started = time.perf_counter()
         up = self._model(job)
         photo = job.picture.photo
-        self.status.emit(job.id, f"Upscaling with {up.model.name}...")
+        self.status.emit(job.id, f"Upscaling with {up.model.name} in {str(up.dtype)[6:]}...")
 
         def progress(done: int, total: int, eta: float) -> None:
             self.progress.emit(job.id, done, total, float(eta))

@@ -191,6 +191,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from .device import dtype_name
     from .engine import Upscaler
     from .errors import SameFileError
     from .imageio import read_image, write_image
@@ -246,9 +247,10 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                     say(f"{Path(name).name}: {w.message}")
             row.update(output=str(written), ok=True, width=out.width, height=out.height,
                        seconds=round(time.perf_counter() - started, 3), model=up.model.name,
-                       device=str(up.device))
+                       device=str(up.device), precision=dtype_name(up.dtype))
             if not args.json:
-                print(f"{name} -> {written} ({out.width}x{out.height})")
+                print(f"{name} -> {written} ({out.width}x{out.height}, "
+                      f"{dtype_name(up.dtype)})")
             del out
         except (FinescaleError, OSError) as e:
             if args.debug:
