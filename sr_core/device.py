@@ -193,21 +193,33 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def choose_cpu_threads(limit: int, *, samples: int = 3,
-                       running: Callable[[], int | None] = _running_tasks) -> int:
-    """Intra-op threads for the next forward pass on the CPU: ``limit`` on an idle machine,
-    fewer when other processes keep cores busy.
+def omp_waits_sleep() -> bool:
+    """True when OpenMP's idle threads sleep rather than spin (see ``sr_core/__init__.py``)."""
+    from . import OMP_WAITS_SLEEP
 
-    Each operation of a forward pass ends with all its threads meeting; a thread whose core
-    is taken by another process arrives a scheduler time slice late, every operation. ASID
-    x4 at 128x128 with one busy process beside it took 6.6 s on 2 threads against 1.9 s on
-    1 (this 2-core machine). So the threads are the cores not already busy: the
-    runnable tasks seen from here, less this thread, sampled ``samples`` times a moment
-    apart and the least taken, so that a passing process does not count.
+    return OMP_WAITS_SLEEP
+
+
+def choose_cpu_threads(limit: int, *, samples: int = 3,
+                       running: Callable[[], int | None] = _running_tasks,
+                       waits_sleep: bool | None = None) -> int:
+    """Intra-op threads for the next forward pass on the CPU.
+
+    Each operation of a forward pass ends with all its threads meeting. When idle threads
+    sleep there (``OMP_WAIT_POLICY=PASSIVE``, which importing ``sr_core`` before torch sets)
+    every thread is worth having: beside one busy process on 2 cores, 2 threads ran ASID x4
+    (128x128) in 1.28 s and SPIN in 4.8 s, 1 thread in 1.95 s and 6.1 s. So the answer is
+    ``limit``. When they spin (torch was loaded first), a waiting thread holds a core the
+    late thread needs, and 2 threads took 6.6 s against 1.9 s for 1; then the threads are the
+    cores not already busy: the runnable tasks seen from here, less this thread, sampled
+    ``samples`` times a moment apart and the least taken, so that a passing process does not
+    count.
     """
     limit = max(1, int(limit))
-    if limit == 1:
-        return 1
+    if waits_sleep is None:
+        waits_sleep = omp_waits_sleep()
+    if limit == 1 or waits_sleep:
+        return limit
     others: int | None = None
     for i in range(max(1, samples)):
         if i:
