@@ -150,7 +150,8 @@ class Upscaler:
         self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes,
                                   cpu_bf16_ok=self.model.info.cpu_bf16_ok)
         #: Most CPU threads a forward pass may use (torch's setting when this was made); each
-        #: pass uses the cores other processes leave free (``device.choose_cpu_threads``).
+        #: pass asks ``device.choose_cpu_threads`` (fewer only where OpenMP's threads spin
+        #: and other processes hold cores).
         self.max_threads = torch.get_num_threads()
         #: Threads the latest forward pass ran with.
         self.threads_used = self.max_threads
