@@ -42,8 +42,9 @@ def test_gate_marks_are_the_measured_ones() -> None:
     # Measured bf16 vs fp32 on resources/sample.png: ASID x4 photo 57.4 dB (64x64 crop) and
     # 56.9 dB (whole picture). SPIN cannot run in bf16 (its superpixel tie-break reads the
     # float bits). HAT: no trained weights here to measure with. HPINet-M x4 gave 55.2 dB on
-    # the sample, but its patch matching is an argmax that bf16 flips on other inputs (a
-    # max difference of 2.3 reported in issue 17), which a gate on one photo cannot rule out.
+    # the sample and 55.5 dB on a 96x96 synthetic photo, but its patch matching is an argmax
+    # that bf16 flips on other inputs (a max difference of 2.3 reported in issue 17), which
+    # a gate on a few pictures cannot rule out: it stays fp32.
     assert asid.INFO.cpu_bf16_ok
     assert not spin.INFO.cpu_bf16_ok and not hat.INFO.cpu_bf16_ok
     assert not hpinet.INFO.cpu_bf16_ok
