@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr_core import catalog
+from sr_core import catalog, installer
 from sr_core.errors import FinescaleError
+from sr_core.units import format_bytes
 
 from .worker import CatalogRequest, CatalogWorker, WorkerThread
 
@@ -41,21 +42,12 @@ CHECKPOINT_FILTER = "Checkpoints (*.pth *.pt *.ckpt *.bin *.safetensors);;All fi
 
 def size_text(n: int | None) -> str:
     """Bytes as a short human size ("3.7 MB"), or a dash when unknown."""
-    if not n:
-        return "\u2014"
-    if n >= 1e9:
-        return f"{n / 1e9:.1f} GB"
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+    return format_bytes(n or None, unknown="\u2014")
 
 
 def status_text(st: catalog.Status) -> str:
-    """What a user needs to know about where a model stands."""
-    e = st.entry
-    if e.embedded:
-        return "Included" if st.installed else "Missing"
-    if st.installed:
-        return "Installed"
-    return "Available" if e.downloadable else "Manual download"
+    """What a user needs to know about where a model stands (the CLI's words, capitalised)."""
+    return st.availability.value.capitalize()
 
 
 def verified_text(st: catalog.Status) -> str:
@@ -247,7 +239,7 @@ class ModelsDialog(QDialog):
             if answer != QMessageBox.StandardButton.Yes:
                 return
         try:
-            freed = catalog.remove(mid)
+            freed = installer.remove(mid)
         except FinescaleError as e:
             self.show_message(str(e), error=True)
             return

@@ -63,12 +63,10 @@ def model_item_text(st: catalog.Status) -> str:
         title = f"{title}  [{e.kind}]"
     if st.installed:
         return title
-    if e.embedded:
-        return f"{title}  \u2014  missing"
-    if e.downloadable:
+    if st.availability is catalog.Availability.AVAILABLE:
         return f"{title}  \u2014  download {size_text(e.size)}" if e.size else \
             f"{title}  \u2014  download"
-    return f"{title}  \u2014  manual download"
+    return f"{title}  \u2014  {st.availability}"
 
 
 def model_short_text(st: catalog.Status) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from sr_core import catalog, formats
+from sr_core import catalog, formats, installer
 from sr_core.errors import Cancelled, FinescaleError, OutputExistsError
 
 from .display import DisplayImage
@@ -130,29 +130,25 @@ class UpscaleResult:
 
 def output_name(stem: str, job: UpscaleJob, model: Any, out_width: int, in_width: int,
                 ext: str) -> str:
-    """The result's file name, as a batch names it: ``{stem}_x{scale}_{model}.{ext}``
-    (e.g. ``beach_x4_HPINet-M.png``; ``x2.5`` for a chosen factor)."""
-    from sr_core.batch import DEFAULT_TEMPLATE, ModelLabel
+    """The result's file name, as ``finescale upscale`` names it:
+    :func:`sr_core.naming.upscaled_name` (e.g. ``beach_x4.jpg``; ``x2.5`` for a chosen
+    factor), with ``ext`` (no dot) the extension of the format written."""
+    from sr_core.batch import ModelLabel
+    from sr_core.naming import output_suffix, upscaled_name
 
-    label = ModelLabel.of(model)
-    if job.scale is not None:
-        scale = f"{job.scale:g}"
-    elif job.width is None and job.height is None:
-        scale = str(label.scale)
-    else:
-        scale = f"{round(out_width / in_width, 2):g}"
-    return DEFAULT_TEMPLATE.format(stem=stem, scale=scale, model=label.name, ext=ext)
+    path, photo = job.picture.path, job.picture.photo
+    suffix = output_suffix(path.suffix if path else "", formats.suffix_format(f".{ext}"),
+                           job.out_format)
+    return upscaled_name(stem, suffix, ModelLabel.of(model).scale, in_width=in_width,
+                         in_height=photo.height, scale=job.scale, width=job.width,
+                         height=job.height)
 
 
 def _free_path(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name`` with ``_2``, ``_3``... when that exists."""
-    path = folder / name
-    stem, suffix = path.stem, path.suffix
-    n = 2
-    while path.exists():
-        path = folder / f"{stem}_{n}{suffix}"
-        n += 1
-    return path
+    from sr_core.naming import free_path
+
+    return free_path(folder / name)
 
 
 def unexpected(error: BaseException) -> str:
@@ -173,21 +169,15 @@ def prepare_model(model: str, cancel: threading.Event, on_status: Callable[[str]
     A catalogue model with a paper-exact and a photo version is loaded at ``clean_up``
     (both versions are fetched first); None is the model's own default.
     """
-    from sr_core import load_model
-    from sr_core.cleanup import load_with_clean_up
+    from sr_core.cleanup import default_clean_up
+    from sr_core.loader import is_catalogue_id, load_model
 
-    if Path(model).exists():
-        on_status("Loading the model...")
-        return load_model(model)
-    pair = catalog.clean_up_pair(model)
-    for mid in (pair or (model,)):
-        entry = catalog.get(mid)
-        if not catalog.is_installed(entry.id):
-            size = f" ({entry.size / 1e6:.0f} MB)" if entry.size else ""
-            on_status(f"Downloading {entry.title}{size}...")
-            catalog.ensure_model(entry.id, progress=_download_progress(cancel, on_download))
-    on_status("Loading the model...")
-    return load_with_clean_up(catalog.get(model).id, clean_up if pair else None)
+    if is_catalogue_id(model) and catalog.clean_up_pair(model) is None:
+        clean_up = None  # the slider is off for this model; its value does not apply
+    elif clean_up is None:
+        clean_up = default_clean_up(model)
+    return load_model(model, clean_up=clean_up, cancel=cancel, on_status=on_status,
+                      progress=_download_progress(cancel, on_download))
 
 
 def _download_progress(cancel: threading.Event,
@@ -439,7 +429,7 @@ class CatalogWorker(QObject):
             if req.action == "download":
                 self._download(req)
             elif req.action == "import":
-                entry = catalog.import_checkpoint(req.path)
+                entry = installer.import_checkpoint(req.path)
                 req.model_id = entry.id
                 self.done.emit(req, f"{req.path.name} was imported as {entry.id} "
                                     f"({entry.title}).")
@@ -454,7 +444,7 @@ class CatalogWorker(QObject):
 
     def _download(self, req: CatalogRequest) -> None:
         entry = catalog.get(req.model_id)
-        catalog.ensure_model(entry.id, progress=_download_progress(
+        installer.install(entry.id, progress=_download_progress(
             req.cancel, lambda done, total: self.progress.emit(req, done, total)))
         self.done.emit(req, f"{entry.title} is installed.")
 

@@ -74,7 +74,7 @@ def on_ray(src: Path, dst: Path, model: str, workers: int) -> tuple[float, float
     """(cluster start, workers start, conversion) seconds of ``--ray local:N``."""
     from sr_core.batch import plan_batch
     from sr_core.cluster import RayOptions, connect, run_batch_ray
-    from sr_core.models import load_model
+    from sr_core.loader import load_model
 
     m = load_model(model)
     options = RayOptions(address=f"local:{workers}", cpus_per_worker=1, device="cpu",

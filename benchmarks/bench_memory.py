@@ -54,7 +54,8 @@ def child(args: argparse.Namespace) -> None:
 
     from sr_core.engine import Upscaler
     from sr_core.imageio import Photo
-    from sr_core.models import families, load_model
+    from sr_core.loader import load_model
+    from sr_core.models import families
 
     fam = next(f for f in families() if f.INFO.name == args.family)
     torch.manual_seed(0)

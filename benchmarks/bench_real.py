@@ -54,10 +54,10 @@ def main() -> int:
     presets = args.preset or ["clean", "mild", "real"]
     models: list[tuple[str, Any]] = []
     if args.clean_up:
-        from sr_core.cleanup import load_with_clean_up
+        from sr_core.loader import load_model
 
         photo = f"finescale-asid-x{args.scale}-photo"
-        models = [(f"clean-up {t:g}", load_with_clean_up(photo, t)) for t in args.clean_up]
+        models = [(f"clean-up {t:g}", load_model(photo, clean_up=t)) for t in args.clean_up]
     else:
         ids = args.model or [f"finescale-asid-x{args.scale}", f"finescale-asid-x{args.scale}-photo"]
         models = [(m, m) for m in ids]

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sr_core.engine import Upscaler  # noqa: E402
-from sr_core.models import SRModel, families, load_model  # noqa: E402
+from sr_core.loader import load_model  # noqa: E402
+from sr_core.models import SRModel, families  # noqa: E402
 
 #: Smallest official variant of each family (the benchmark's default network).
 SMALLEST = {"hpinet": "S", "hat": "HAT-S", "spin": "light", "asid": "ASID"}

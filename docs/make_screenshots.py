@@ -65,14 +65,14 @@ def main() -> int:
     from app.__main__ import STYLE
     from app.main_window import MainWindow
     from app.settings import Settings
-    from sr_core import catalog
+    from sr_core import catalog, installer
 
     app = QApplication([sys.argv[0]])
     app.setStyle("Fusion")
     app.setStyleSheet(STYLE)
     model = args.model
     if args.checkpoint:
-        model = model or catalog.import_checkpoint(args.checkpoint).id
+        model = model or installer.import_checkpoint(args.checkpoint).id
     model = model or catalog.default_model()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"platform {app.platformName()}, model {model}")

@@ -25,7 +25,7 @@ OMP_WAITS_SLEEP = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASS
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ("models", "load_model"),
+    "load_model": ("loader", "load_model"),
     "SRModel": ("models", "SRModel"),
     "Upscaler": ("engine", "Upscaler"),
     "read_image": ("imageio", "read_image"),

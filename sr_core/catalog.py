@@ -1,41 +1,26 @@
-"""The model catalogue (``resources/models.toml``) and the local weight cache.
+"""The model catalogue, read-only: what models exist and where each one stands.
 
-A model id (``hpinet-m-x4``) names an entry of the catalogue, a file shipped inside
-Finescale, or a checkpoint the user imported. Downloaded and imported weights are stored
-once, converted to safetensors, in the cache (:func:`sr_core.paths.cache_dir`)::
-
-    <cache>/<id>.safetensors   the weights load_model reads (tensors only, never a pickle)
-    <cache>/<id>.json          where they came from, hashes, arch / variant / scale
-    <cache>/trust.json         hashes recorded on first use for entries without a published one
-    <cache>/downloads/         partial downloads (``.part``), resumed on the next attempt
-
-Everything that can fail because of the user, the network or the disk raises a
-:mod:`sr_core.errors` exception with one sentence naming the model.
+A model id (``hpinet-m-x4``) names an entry of the catalogue (``resources/models.toml``), a
+file shipped inside Finescale, or a checkpoint the user imported (a record in
+:mod:`sr_core.cache`). This module reads; :mod:`sr_core.installer` downloads, imports and
+removes, and :mod:`sr_core.loader` turns an id into a model. An unknown id raises
+:class:`~sr_core.errors.ModelNotFoundError` with one sentence naming it.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import os
+import enum
 import re
 import sys
-import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .download import DownloadOptions, Progress, fetch, mirror_urls, sha256_file
+from . import archs, cache, paths
 from .errors import (
-    CheckpointError,
-    ChecksumError,
-    FinescaleError,
     ModelNotFoundError,
-    UnknownArchitectureError,
-    WriteError,
 )
 
 if sys.version_info >= (3, 11):
@@ -43,8 +28,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-#: Families whose weights the catalogue may name; community models come through spandrel.
-ARCHES = ("hpinet", "hat", "spin", "asid")
+__all__ = ["Availability", "catalog_file", "clean_up_pair", "clean_up_unavailable",
+           "default_model", "entries", "Entry", "get", "is_community", "is_installed", "KINDS",
+           "model_path", "shipped", "status", "Status", "valid_id"]
+
 
 #: What a model was trained for: ``paper-exact`` models reproduce the papers' setting (clean
 #: bicubic downscales; the benchmark numbers), ``photo`` models are fine-tuned on real-world
@@ -102,6 +89,20 @@ class Entry:
         return bool(self.urls or self.mirrors)
 
 
+class Availability(str, enum.Enum):
+    """Where a model stands on this machine, in the one set of words the CLI and the window
+    both use (the window capitalises them)."""
+
+    INCLUDED = "included"  # ships inside Finescale
+    INSTALLED = "installed"  # downloaded or imported into the cache
+    AVAILABLE = "available"  # a direct download exists
+    MANUAL = "manual download"  # no direct link: get the file and import it
+    MISSING = "missing"  # shipped, but absent from this installation (a damaged install)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Status:
     """What the cache holds for an entry (the ``finescale models list`` row)."""
@@ -111,6 +112,16 @@ class Status:
     verified: bool
     path: Path | None
     size: int | None
+
+    @property
+    def availability(self) -> Availability:
+        """Included, installed, available, manual download or missing."""
+        e = self.entry
+        if e.embedded:
+            return Availability.INCLUDED if self.installed else Availability.MISSING
+        if self.installed:
+            return Availability.INSTALLED
+        return Availability.AVAILABLE if e.downloadable else Availability.MANUAL
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready row: id, arch, variant, scale, size, installed, verified, licence..."""
@@ -122,17 +133,8 @@ class Status:
             "embedded": e.embedded, "downloadable": e.downloadable, "community": e.community,
             "description": e.description, "psnr": dict(e.psnr), "source": e.source,
             "path": str(self.path) if self.path else None, "kind": e.kind, "base": e.base,
-            "clean_up": e.clean_up,
+            "clean_up": e.clean_up, "availability": self.availability.value,
         }
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of :func:`verify` for one model."""
-
-    id: str
-    ok: bool
-    message: str
 
 
 # --- the catalogue file -------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def _entry_from_toml(mid: str, spec: Mapping[str, Any], origin: str) -> Entry:
     missing = [k for k in ("arch", "variant", "scale", "title") if k not in spec]
     if missing:
         raise ValueError(f"{where}: missing {', '.join(missing)}")
-    if spec["arch"] not in ARCHES:
+    if spec["arch"] not in archs.names():
         raise ValueError(f"{where}: unknown arch '{spec['arch']}'")
     sha = spec.get("sha256")
     if sha is not None and not _HEX64.match(sha):
@@ -207,55 +209,14 @@ def _entry_from_toml(mid: str, spec: Mapping[str, Any], origin: str) -> Entry:
     )
 
 
-# --- the cache ----------------------------------------------------------------------------------
-def _weights(mid: str) -> Path:
-    return paths.cache_dir() / f"{mid}.safetensors"
-
-
-def _record_path(mid: str) -> Path:
-    return paths.cache_dir() / f"{mid}.json"
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _record(mid: str) -> dict[str, Any] | None:
-    return _read_json(_record_path(mid))
-
-
-def _trust() -> dict[str, Any]:
-    return _read_json(paths.cache_dir() / "trust.json") or {}
-
-
 def _imports() -> dict[str, Entry]:
-    out: dict[str, Entry] = {}
-    cache = paths.cache_dir()
-    if not cache.is_dir():
-        return out
-    for rec_path in sorted(cache.glob("*.json")):
-        rec = _read_json(rec_path)
-        if not rec or rec.get("origin") != "import" or rec.get("id") != rec_path.stem:
-            continue
-        out[rec["id"]] = Entry(
-            id=rec["id"], arch=rec.get("arch", "?"), variant=str(rec.get("variant", "")),
-            scale=int(rec.get("scale", 0)), title=rec.get("title", rec["id"]),
-            description=f"Imported from {rec.get('source', 'a file')}.", params=rec.get("params"),
-            licence="as the file's author states", origin="import",
-            community=bool(rec.get("community")),
-        )
-    return out
+    return {rec["id"]: Entry(
+        id=rec["id"], arch=rec.get("arch", "?"), variant=str(rec.get("variant", "")),
+        scale=int(rec.get("scale", 0)), title=rec.get("title", rec["id"]),
+        description=f"Imported from {rec.get('source', 'a file')}.", params=rec.get("params"),
+        licence="as the file's author states", origin="import",
+        community=bool(rec.get("community")),
+    ) for rec in cache.imported_records()}
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -264,6 +225,17 @@ def entries() -> list[Entry]:
     models, _ = _catalogue()
     imports = {k: v for k, v in _imports().items() if k not in models}
     return [*models.values(), *imports.values()]
+
+
+def shipped() -> dict[str, Entry]:
+    """The catalogue's own entries (``resources/models.toml``) by id, imports left out."""
+    models, _ = _catalogue()
+    return dict(models)
+
+
+def valid_id(name: str) -> bool:
+    """True when ``name`` may be a model id (lower-case letters, digits, '.', '_', '-')."""
+    return bool(_ID.match(name))
 
 
 def get(model_id: str) -> Entry:
@@ -286,7 +258,7 @@ def get(model_id: str) -> Entry:
 def model_path(model_id: str) -> Path:
     """Where the weights of ``model_id`` are (or would be) stored."""
     e = get(model_id)
-    return paths.resource_path(e.file) if e.embedded else _weights(e.id)
+    return paths.resource_path(e.file) if e.embedded else cache.weights_path(e.id)
 
 
 def is_installed(model_id: str) -> bool:
@@ -294,7 +266,7 @@ def is_installed(model_id: str) -> bool:
     e = get(model_id)
     if e.embedded:
         return paths.resource_path(e.file).is_file()
-    return _weights(e.id).is_file() and _record(e.id) is not None
+    return cache.weights_path(e.id).is_file() and cache.record(e.id) is not None
 
 
 def is_community(model_id: str) -> bool:
@@ -310,7 +282,7 @@ def status(model_id: str) -> Status:
     if e.embedded:
         verified = e.pinned
     elif installed:
-        verified = bool((_record(e.id) or {}).get("verified"))
+        verified = bool((cache.record(e.id) or {}).get("verified"))
     else:
         verified = e.pinned
     size = path.stat().st_size if path else e.size
@@ -366,266 +338,3 @@ def default_model() -> str:
     )
 
 
-def ensure_model(model_id: str, *, progress: Progress | None = None,
-                 options: DownloadOptions | None = None) -> Path:
-    """The path of the safetensors weights of ``model_id``, downloading them if needed.
-
-    A cache hit returns at once. Otherwise the file is downloaded (resumable, with
-    ``progress(done, total)``), checked against the published sha256 -- or, for entries
-    without one, against the hash recorded on the first download -- converted once to
-    safetensors (read with ``torch.load(weights_only=True)``: pickled code is refused and
-    never run) and stored. Two processes asking at once download it once.
-    """
-    from filelock import FileLock
-
-    e = get(model_id)
-    if e.embedded:
-        path = paths.resource_path(e.file)
-        if not path.is_file():
-            raise ModelNotFoundError(
-                f"{e.id}: its weights ship with Finescale ({e.file}) but are missing from this "
-                "installation, and there is nothing to download."
-            )
-        return path
-    if is_installed(e.id):
-        return _weights(e.id)
-    if e.origin == "import":
-        raise ModelNotFoundError(
-            f"{e.id}: the imported weights are gone from the cache; import the file again."
-        )
-    cache = _writable_cache(e.id)
-    with FileLock(str(cache / ".locks" / f"{e.id}.lock")):
-        if is_installed(e.id):  # another process finished while we waited
-            return _weights(e.id)
-        urls = mirror_urls([*e.urls, *e.mirrors], e.filename or f"{e.id}.pth")
-        if not urls:
-            raise ModelNotFoundError(
-                f"{e.id}: there is no direct download for {e.filename}; get it from {e.source} "
-                f"and run `finescale models import FILE --name {e.id}`."
-            )
-        trusted = _trust().get(e.id, {}).get("sha256")
-        expected = e.sha256 or trusted
-        raw = cache / "downloads" / (e.filename or f"{e.id}.pth")
-        got = fetch(urls, raw, sha256=expected, size=e.size, what=e.id, progress=progress,
-                    options=options)
-        try:
-            # Without a published hash, at least make sure the file is the model it claims.
-            _store(e, raw, got.sha256, source=got.url or urls[0], verified=e.pinned,
-                   check_arch=not e.pinned)
-        finally:
-            raw.unlink(missing_ok=True)
-        if not e.pinned and not trusted:
-            _remember_hash(e.id, got.sha256, raw.name)
-        return _weights(e.id)
-
-
-def _writable_cache(mid: str) -> Path:
-    cache = paths.cache_dir()
-    try:
-        (cache / ".locks").mkdir(parents=True, exist_ok=True)
-        # A uniquely named probe: two threads of one process must not remove each other's.
-        with tempfile.NamedTemporaryFile(dir=cache, prefix=".write-test."):
-            pass
-    except OSError as e:
-        raise WriteError(f"{mid}: cannot write to the model cache {cache} ({e.strerror or e}); "
-                         f"set {paths.CACHE_ENV} to a writable folder.") from e
-    return cache
-
-
-def _remember_hash(mid: str, digest: str, filename: str) -> None:
-    from filelock import FileLock
-
-    locks = paths.cache_dir() / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(locks / "trust.json.lock")):  # other models may record theirs meanwhile
-        trust = _trust()
-        trust[mid] = {"sha256": digest, "file": filename,
-                      "first_seen": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        _write_json(paths.cache_dir() / "trust.json", trust)
-
-
-def _store(e: Entry, raw: Path, digest: str, *, source: str, verified: bool, check_arch: bool,
-           community: bool = False, params: int | None = None) -> Path:
-    """Convert ``raw`` to ``<cache>/<id>.safetensors`` (atomic) and write its record."""
-    from safetensors.torch import save_file
-
-    from .checkpoint import read_state_dict
-
-    sd = read_state_dict(raw)
-    if check_arch:
-        _check_family(e, sd, raw.name)
-    out = _weights(e.id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        # clone(): safetensors refuses tensors that share storage, as tied weights may.
-        save_file({k: v.clone() for k, v in sd.items()}, str(tmp),
-                  metadata={"finescale_id": e.id, "source_sha256": digest})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    n_params = params if params is not None else sum(
-        v.numel() for v in sd.values() if v.is_floating_point()
-    )
-    _write_json(_record_path(e.id), {
-        "id": e.id, "arch": e.arch, "variant": e.variant, "scale": e.scale, "title": e.title,
-        "params": n_params, "source": source, "source_sha256": digest,
-        "sha256": sha256_file(out), "verified": verified, "origin": e.origin,
-        "community": community, "stored": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    return out
-
-
-def _check_family(e: Entry, sd: Mapping[str, Any], filename: str) -> None:
-    """Refuse a file that is not the entry's arch / variant / scale (e.g. a mislabelled mirror)."""
-    import importlib
-
-    family = importlib.import_module(f"sr_core.archs.{e.arch}")
-    config = family.detect(sd)
-    if config is None:
-        raise CheckpointError(
-            f"{e.id}: {filename} does not hold {e.title} weights; it was not stored."
-        )
-    got_variant, got_scale = str(config.variant), int(config.scale)
-    same_variant = _norm_variant(got_variant, e.arch) == _norm_variant(e.variant, e.arch)
-    if not same_variant or got_scale != e.scale:
-        raise CheckpointError(
-            f"{e.id}: {filename} holds {family.INFO.title} {got_variant} x{got_scale} weights, "
-            f"not {e.title}; it was not stored."
-        )
-
-
-def _norm_variant(variant: str, arch: str) -> str:
-    v = re.sub(r"[^a-z0-9]", "", variant.lower())
-    return v[len(arch):] if v.startswith(arch) else v
-
-
-def remove(model_id: str) -> int:
-    """Delete the cached weights of ``model_id`` (and any partial download); return bytes freed.
-
-    The hash recorded on first use is kept, so a later download is still checked against it.
-    """
-    e = get(model_id)
-    if e.embedded:
-        raise FinescaleError(f"{e.id}: ships with Finescale and cannot be removed.")
-    files = [_weights(e.id), _record_path(e.id)]
-    if e.filename:
-        files.append(paths.cache_dir() / "downloads" / f"{e.filename}.part")
-    if not any(f.exists() for f in files):
-        raise ModelNotFoundError(f"{e.id}: is not installed.")
-    freed = 0
-    for f in files:
-        if f.exists():
-            freed += f.stat().st_size
-            f.unlink()
-    return freed
-
-
-def verify(model_id: str) -> VerifyResult:
-    """Re-hash the stored weights of ``model_id`` and compare with what was recorded.
-
-    Embedded files are checked against the catalogue's sha256. A model that is not installed
-    raises :class:`ModelNotFoundError`.
-    """
-    e = get(model_id)
-    if not is_installed(e.id):
-        raise ModelNotFoundError(f"{e.id}: is not installed, so there is nothing to verify.")
-    path = model_path(e.id)
-    have = sha256_file(path)
-    if e.embedded:
-        if not e.sha256:
-            return VerifyResult(e.id, True, "embedded; no published hash to compare with")
-        ok = have == e.sha256
-        return VerifyResult(e.id, ok, "matches the catalogue" if ok else
-                            "differs from the catalogue's sha256: the installation is damaged")
-    rec = _record(e.id) or {}
-    if have != rec.get("sha256"):
-        return VerifyResult(e.id, False, "changed since it was stored; run "
-                            f"`finescale models remove {e.id}` and get it again")
-    if rec.get("verified"):
-        how = "matches the published sha256"
-    elif e.origin == "import":
-        how = f"unchanged since it was imported from {rec.get('source', 'a file')} (unverified)"
-    else:
-        how = "unchanged since the first download (no published hash: trust on first use)"
-    return VerifyResult(e.id, True, how)
-
-
-def import_checkpoint(path: str | os.PathLike[str], name: str | None = None) -> Entry:
-    """Register a checkpoint file in the cache under ``name`` and return its entry.
-
-    The architecture, variant and scale are detected from the weights (as ``load_model``
-    does); weights of other architectures (ESRGAN, SwinIR...) are accepted through the
-    optional ``spandrel`` package. ``name`` defaults to the catalogue id whose published
-    hash the file has, else to the file name. A name that is a catalogue id must fit that
-    entry (same arch / variant / scale and, where published, the same sha256).
-    """
-    from .checkpoint import read_state_dict
-    from .models import build_from_state_dict
-
-    src = Path(path)
-    sd = read_state_dict(src)  # refuses missing, empty and unsafe files first
-    _writable_cache(name or src.name)
-    digest = sha256_file(src)
-    models, _ = _catalogue()
-    if name is None:
-        name = next((m for m, e in models.items() if e.sha256 == digest), None) or _slug(src.stem)
-    if not _ID.match(name):
-        raise FinescaleError(
-            f"'{name}': a model name uses lower-case letters, digits, '.', '_' and '-'."
-        )
-    community = False
-    try:
-        model = build_from_state_dict(sd, origin=src.name)
-        arch, variant, scale, title = model.arch, model.variant, model.scale, model.name
-        params = model.num_params
-    except UnknownArchitectureError as ours:
-        from .community import describe
-
-        arch, variant, scale, title, params = describe(sd, src.name, ours)
-        community = True
-    entry = models.get(name)
-    if entry is not None:
-        if entry.embedded:
-            raise FinescaleError(
-                f"{name}: ships with Finescale; import the file under another --name."
-            )
-        _check_import_fits(entry, src.name, digest, arch, variant, scale, community)
-        verified = entry.pinned
-        stored = entry
-    else:
-        if _weights(name).exists():
-            raise FinescaleError(
-                f"{name}: a model of that name is already installed; choose another --name "
-                f"or run `finescale models remove {name}` first."
-            )
-        verified = False
-        stored = Entry(id=name, arch=arch, variant=variant, scale=scale, title=title,
-                       origin="import", community=community)
-    _store(stored, src, digest, source=str(src.resolve()), verified=verified, check_arch=False,
-           community=community, params=params)
-    if entry is not None and not entry.pinned and name not in _trust():
-        _remember_hash(name, digest, src.name)
-    return get(name)
-
-
-def _check_import_fits(entry: Entry, filename: str, digest: str, arch: str, variant: str,
-                       scale: int, community: bool) -> None:
-    if community or arch != entry.arch or scale != entry.scale or \
-            _norm_variant(variant, arch) != _norm_variant(entry.variant, entry.arch):
-        raise CheckpointError(
-            f"{filename}: holds {arch} {variant} x{scale} weights, not {entry.title}; "
-            "import it under another --name."
-        )
-    expected = entry.sha256 or _trust().get(entry.id, {}).get("sha256")
-    if expected and digest != expected:
-        kind = "published" if entry.sha256 else "first-recorded"
-        raise ChecksumError(
-            f"{filename}: is not the {entry.title} file (its sha256 differs from the {kind} one); "
-            "import it under another --name."
-        )
-
-
-def _slug(stem: str) -> str:
-    s = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")
-    return (s or "model")[:64]

@@ -11,13 +11,16 @@ removed, at some cost in fine texture. Values in between trade one for the other
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from . import catalog
-from .errors import FinescaleError
-from .models import SRModel, is_catalogue_id, load_model
+from .errors import FinescaleError, ModelNotFoundError
+from .models import SRModel, is_catalogue_id, load_weights
+
+__all__ = ["Endpoints", "blend", "check_clean_up", "default_clean_up", "endpoints"]
 
 
 def check_clean_up(value: Any) -> float:
@@ -44,8 +47,8 @@ def blend(paper: SRModel, photo: SRModel, clean_up: float) -> SRModel:
         raise FinescaleError(f"{paper.name} and {photo.name} cannot be blended: their "
                              "architectures or shapes differ.")
     src = photo if t == 1.0 else paper
-    out = load_model({k: v.clone() for k, v in src.net.state_dict().items()},
-                     arch=paper.arch)
+    out = load_weights({k: v.clone() for k, v in src.net.state_dict().items()},
+                       arch=paper.arch)
     if 0.0 < t < 1.0:
         mixed = {k: torch.lerp(a[k].float(), b[k].float(), t).to(a[k].dtype)
                  if a[k].is_floating_point() else a[k].clone() for k in a}
@@ -54,38 +57,43 @@ def blend(paper: SRModel, photo: SRModel, clean_up: float) -> SRModel:
     return out.eval()
 
 
-def load_with_clean_up(model_id: str, clean_up: float | None) -> SRModel:
-    """Load catalogue model ``model_id`` at ``clean_up`` along its detail <-> clean-up pair.
+@dataclass(frozen=True)
+class Endpoints:
+    """The catalogue models a clean-up value needs: one id (``t`` None), or the paper-exact
+    and photo ids of a pair and the point ``t`` between them."""
 
-    ``None`` means: the photo model's catalogue default for a photo model, and the model
-    unchanged for any other. A value for a model without a pair is refused in one sentence.
+    ids: tuple[str, ...]
+    t: float | None = None
+
+
+def default_clean_up(source: Any) -> float | None:
+    """The clean-up value ``source`` runs at when the user names none: a photo model's
+    catalogue default (0.75 for ours), None for anything else (files, paper-exact models)."""
+    if not (isinstance(source, str) and is_catalogue_id(source)):
+        return None
+    try:
+        e = catalog.get(source)
+    except ModelNotFoundError:  # the loader says so, in its own sentence
+        return None
+    if e.kind != "photo" or e.clean_up is None or catalog.clean_up_pair(e.id) is None:
+        return None
+    return e.clean_up
+
+
+def endpoints(model_id: str, clean_up: float | None) -> Endpoints:
+    """Which models to load for catalogue model ``model_id`` at ``clean_up``.
+
+    ``None`` means the model itself, bit for bit (see :func:`default_clean_up` for the
+    value a photo model runs at by default). A value for a model without a pair is refused
+    in one sentence; 0 and 1 name one end of the pair only (bit for bit that model).
     """
-    pair = catalog.clean_up_pair(model_id)
     if clean_up is None:
-        e = catalog.get(model_id)
-        if pair is None or e.kind != "photo" or e.clean_up is None:
-            return load_model(model_id)
-        clean_up = e.clean_up
+        return Endpoints((catalog.get(model_id).id,))
+    pair = catalog.clean_up_pair(model_id)
     t = check_clean_up(clean_up)
     if pair is None:
         raise FinescaleError(catalog.clean_up_unavailable(model_id) or
                              f"{model_id} has no clean-up control.")
-    paper_id, photo_id = pair
-    if t == 0.0:
-        return load_model(paper_id)
-    if t == 1.0:
-        return load_model(photo_id)
-    return blend(load_model(paper_id), load_model(photo_id), t)
-
-
-def resolve_model(source: Any, clean_up: float | None = None) -> SRModel:
-    """The model to run for ``source``: a catalogue id goes through its clean-up pair (see
-    :func:`load_with_clean_up`), anything else :func:`load_model` takes is loaded as is."""
-    if clean_up is not None:
-        check_clean_up(clean_up)
-    if isinstance(source, str) and is_catalogue_id(source):
-        return load_with_clean_up(source, clean_up)
-    if clean_up is not None:
-        raise FinescaleError("clean-up works with catalogue models that have a paper-exact and "
-                             "a photo version, not with a checkpoint file or a loaded model.")
-    return load_model(source)
+    if t in (0.0, 1.0):
+        return Endpoints((pair[int(t)],))
+    return Endpoints(pair, t)

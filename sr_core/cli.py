@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, guards
+from . import __version__, formats, guards
 from .errors import FinescaleError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -60,10 +60,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --- upscale --------------------------------------------------------------------------------
-_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp",
-        "AVIF": ".avif", "HEIF": ".heic"}
-_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
-            "tiff": "TIFF", "avif": "AVIF", "heic": "HEIF"}
+_FORMATS = formats.OPTION_NAMES
 
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +85,7 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
                    help="largest tile side in pixels, 'auto' (fit the memory) or 0 (whole image)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff", "avif", "heic"),
+    p.add_argument("--format", choices=tuple(formats.OPTION_NAMES),
                    help="output format (default: the output name's, else the input's)")
     p.add_argument("--quality", type=guards.quality, default=95,
                    help="JPEG/WebP quality 1-100 (default 95)")
@@ -121,7 +118,7 @@ def _clean_up_refusal(model: str, clean_up: float | None) -> str | None:
     """Why ``--clean-up`` cannot be used with ``model`` (one sentence), or None."""
     if clean_up is None:
         return None
-    from .models import is_catalogue_id
+    from .loader import is_catalogue_id
 
     if not is_catalogue_id(model):
         return (f"--clean-up {clean_up:g}: {model} is a checkpoint file; clean-up needs a "
@@ -163,26 +160,18 @@ def _default_model() -> str:
 
 
 def _upscale_target(args: argparse.Namespace, name: str, photo: Any, model_scale: int) -> Path:
-    """Where the upscaled ``photo``, read from ``name``, goes."""
-    from .formats import write_formats
+    """Where the upscaled ``photo``, read from ``name``, goes (the window names it alike)."""
+    from .naming import output_suffix, upscaled_name
 
     src = Path(name)
     if args.output:
         return Path(args.output)
     fmt = _FORMATS[args.format] if args.format else None
-    # The input's own format where Finescale writes it (HEIC needs pillow-heif's encoder).
-    ext = _EXT[fmt] if fmt else (src.suffix.lower() if photo.format in write_formats()
-                                 else ".png")
-    if args.scale is not None:
-        label = f"{args.scale:g}"
-    elif args.width is not None:
-        label = f"{args.width / photo.width:.2f}".rstrip("0").rstrip(".")
-    elif args.height is not None:
-        label = f"{args.height / photo.height:.2f}".rstrip("0").rstrip(".")
-    else:
-        label = str(model_scale)
+    suffix = output_suffix(src.suffix, photo.format, fmt)
     folder = Path(args.out_dir) if args.out_dir else src.parent
-    return folder / f"{src.stem}_x{label}{ext}"
+    return folder / upscaled_name(src.stem, suffix, model_scale, in_width=photo.width,
+                                  in_height=photo.height, scale=args.scale, width=args.width,
+                                  height=args.height)
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
@@ -422,9 +411,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if refusal:
             _error(refusal)
             return 2
-        from .cleanup import load_with_clean_up
+        from .loader import load_model
 
-        model = load_with_clean_up(model, args.clean_up)
+        model = load_model(model, clean_up=args.clean_up)
     with tqdm(unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -475,7 +464,9 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(n: int | None) -> str:
-    return f"{n / 1e6:.1f} MB" if n else "?"
+    from .units import format_bytes
+
+    return format_bytes(n or None)
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
@@ -487,18 +478,17 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([r.as_dict() for r in rows])
         return 0
-    table = [("ID", "ARCH", "SCALE", "KIND", "SIZE", "INSTALLED", "VERIFIED", "LICENCE")]
+    table = [("ID", "ARCH", "SCALE", "KIND", "SIZE", "STATUS", "VERIFIED", "LICENCE")]
     for r in rows:
         e = r.entry
-        installed = "embedded" if e.embedded and r.installed else "yes" if r.installed else (
-            "no" if e.downloadable else "manual" if not e.embedded else "missing")
-        table.append((e.id, e.arch, f"x{e.scale}", e.kind, _size(r.size), installed,
+        table.append((e.id, e.arch, f"x{e.scale}", e.kind, _size(r.size), str(r.availability),
                       "yes" if r.verified else "no", e.licence or "?"))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"\ncache: {_cache_dir()}  (verified = checked against a published sha256; "
-          "manual = no direct link, see `finescale models download ID`; kind: paper-exact = "
+          "manual download = no direct link, see `finescale models download ID`; kind: "
+          "paper-exact = "
           "trained on clean bicubic downscales as in the paper, photo = trained on real-world "
           "blur, noise and JPEG)")
     return 0
@@ -513,7 +503,7 @@ def _cache_dir() -> str:
 def _cmd_models_download(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import catalog
+    from . import catalog, installer
 
     failed = 0
     for mid in args.ids:
@@ -531,7 +521,7 @@ def _cmd_models_download(args: argparse.Namespace) -> int:
                 bars[0].update(done - bars[0].n)
 
             try:
-                path = catalog.ensure_model(mid, progress=progress)
+                path = installer.install(mid, progress=progress)
             finally:
                 for bar in bars:
                     bar.close()
@@ -545,12 +535,12 @@ def _cmd_models_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_remove(args: argparse.Namespace) -> int:
-    from . import catalog
+    from . import installer
 
     failed = 0
     for mid in args.ids:
         try:
-            freed = catalog.remove(mid)
+            freed = installer.remove(mid)
             print(f"{mid}: removed ({_size(freed)} freed)")
         except FinescaleError as e:
             failed += 1
@@ -559,7 +549,7 @@ def _cmd_models_remove(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_verify(args: argparse.Namespace) -> int:
-    from . import catalog
+    from . import catalog, installer
 
     ids = args.ids or [e.id for e in catalog.entries() if catalog.is_installed(e.id)]
     if not ids:
@@ -568,7 +558,7 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
     failed = 0
     for mid in ids:
         try:
-            result = catalog.verify(mid)
+            result = installer.verify(mid)
         except FinescaleError as e:
             failed += 1
             _error(str(e))
@@ -579,9 +569,9 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_import(args: argparse.Namespace) -> int:
-    from . import catalog
+    from . import catalog, installer
 
-    entry = catalog.import_checkpoint(args.file, name=args.name)
+    entry = installer.import_checkpoint(args.file, name=args.name)
     st = catalog.status(entry.id)
     how = "verified against the catalogue" if st.verified else "unverified"
     print(f"{args.file}: imported as {entry.id} ({entry.title}, {how}); "
@@ -627,7 +617,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _remember_speed(model: str, result: Any) -> None:
     """Feed a bench measurement to the job-size cost model (ETAs follow this machine)."""
-    from .models import load_model
+    from .loader import load_model
     from .sizing import record_measurement
 
     h, w = result.input
@@ -679,8 +669,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="{stem}_x{scale}_{model}.{ext}", metavar="TEMPLATE",
                    help="output file name template (fields below)")
     p.add_argument("--format", default="same",
-                   choices=("same", "png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp", "avif",
-                            "heic"),
+                   choices=("same", *formats.OPTION_NAMES),
                    help="output format (default: the same as each input)")
     p.add_argument("--quality", type=guards.quality, default=95,
                    help="JPEG / WebP quality (default 95)")

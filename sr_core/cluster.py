@@ -7,7 +7,7 @@ The driver (the process that runs this) makes the same plan as the single-machin
 actor per worker where the cluster has room; each actor loads the model once (the driver
 sends it through Ray's object store, so workers need no model cache) and converts the files
 the driver hands it, one at a time, with the batch's own read / upscale / name / policy /
-atomic-rename code (``batch._one`` and :func:`~sr_core.batch.place_output`)::
+atomic-rename code (``batch.running._one`` and :func:`~sr_core.batch.place_output`)::
 
     plan = plan_batch("scans", "scans-x4", model=model)
     report = run_batch_ray(plan, model, RayOptions(address="local:2"))
@@ -349,15 +349,15 @@ class _Worker:
 
 def _convert(plan: BatchPlan, job: Job, upscaler: Any) -> None:
     """Read, upscale and write one job with the single-machine batch's own code."""
-    from . import batch
+    from .batch import running
 
     photo: Future[Any] = Future()
     try:
-        photo.set_result(batch._read(job))
+        photo.set_result(running._read(job))
     except Exception as e:  # a bad file: _one turns it into the row's reason
         photo.set_exception(e)
-    batch._one(plan, job, upscaler, photo, batch._Runner(plan, None), None, set(),
-               prefetch=lambda: None)
+    running._one(plan, job, upscaler, photo, running._Runner(plan, None), None, set(),
+                 prefetch=lambda: None)
 
 
 # --- the driver -----------------------------------------------------------------------------
@@ -367,7 +367,7 @@ def run_batch_ray(plan: BatchPlan, model: Any, options: RayOptions | None = None
                   on_message: Callable[[str], None] | None = None) -> BatchReport:
     """Carry out ``plan`` on a Ray cluster; the same report as :func:`~sr_core.batch.run_batch`.
 
-    ``model`` is the SRModel (or anything :func:`~sr_core.models.load_model` takes) the
+    ``model`` is the SRModel (or anything :func:`~sr_core.loader.load_model` takes) the
     plan was made for; it is loaded here once and sent to every worker. When Ray is
     already initialised in this process its cluster is used as it is (``options.address``
     is ignored); otherwise :func:`connect` starts or joins one for the run. ``progress``
@@ -376,7 +376,7 @@ def run_batch_ray(plan: BatchPlan, model: Any, options: RayOptions | None = None
     for the cluster or the folder as a whole.
     """
     from .batch import ModelLabel
-    from .models import load_model
+    from .loader import load_model
 
     options = options or RayOptions()
     options.validate()
@@ -503,13 +503,14 @@ class _Dispatch:
     def __init__(self, pool: _Pool, plan: BatchPlan, options: RayOptions, writer: Any,
                  progress: Callable[[BatchProgress], None] | None,
                  cancel: CancelToken | None, on_message: Callable[[str], None] | None) -> None:
-        from . import batch
+        from .batch.discovery import _key
+        from .batch.running import _Runner
 
         self.pool, self.plan, self.options, self.writer = pool, plan, options, writer
         self.cancel, self.on_message = cancel, on_message
-        self.run_ = batch._Runner(plan, progress)
+        self.run_ = _Runner(plan, progress)
         self.queue: deque[Job] = deque(plan.jobs)
-        self.claimed = {batch._key(plan.out_dir / r.output) for r in plan.rows
+        self.claimed = {_key(plan.out_dir / r.output) for r in plan.rows
                         if r.output and r.status in ("done", "pending")}
         self.attempts: dict[str, int] = {}
         self.unsaved = False
@@ -574,7 +575,7 @@ class _Dispatch:
 
     def _worker_died(self, i: int, job: Job, e: BaseException) -> bool:
         """A worker stopped while converting ``job``; True if it may take more files."""
-        from .batch import _now
+        from .batch.report import _now
 
         alive = self.pool.replace(i)
         row = job.result
@@ -618,17 +619,20 @@ class _Dispatch:
     def _commit(self, job: Job, data: bytes) -> None:
         """Write the bytes a worker encoded, by the existing-output policy (ship_files)."""
         from .batch import place_output
+        from .imageio import write_encoded
 
         row = job.result
         try:
-            if not place_output(self.plan, job, self.claimed,
-                                lambda path, overwrite: _write_bytes(path, data, overwrite)):
+            def put(path: Path, overwrite: bool) -> None:
+                write_encoded(path, data, overwrite=overwrite)
+
+            if not place_output(self.plan, job, self.claimed, put):
                 row.notes = []
         except FinescaleError as e:
             row.status, row.reason, row.output, row.notes = "failed", str(e), None, []
 
     def _record(self, job: Job, status: str, reason: str) -> None:
-        from .batch import _now
+        from .batch.report import _now
 
         row = job.result
         row.status, row.reason, row.output, row.finished = status, reason, None, _now()
@@ -648,16 +652,6 @@ class _Dispatch:
         last = self.writer.last
         self.writer.write()
         self.unsaved = self.writer.last == last
-
-
-def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write encoded image bytes atomically, as :func:`~sr_core.imageio.write_image` does."""
-    from .imageio import _atomic_write, _write_error
-
-    try:
-        _atomic_write(path, lambda f: f.write(data), overwrite)  # type: ignore[arg-type,return-value]
-    except OSError as e:
-        raise _write_error(path, e) from None
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -720,13 +714,16 @@ def cli_runner(args: argparse.Namespace, model_source: Any, say: Callable[[str],
     workers; the device is chosen by each worker. ``clean_up`` places a photo pair's model on
     its detail <-> clean-up line.
     """
-    from .cleanup import resolve_model
+    from .cleanup import default_clean_up
+    from .loader import load_model
 
     options = options_from_args(args)
     where = options.validate()
     if not where.local:  # an unreachable cluster is said before anything else happens
         _probe(str(where.address))
-    model = resolve_model(model_source, clean_up)
+    if clean_up is None:
+        clean_up = default_clean_up(model_source)
+    model = load_model(model_source, clean_up=clean_up)
 
     def run(plan: BatchPlan, progress: Callable[[BatchProgress], None]) -> BatchReport:
         return run_batch_ray(plan, model, options, progress=progress, on_message=say)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ChecksumError, DiskFullError, DownloadError
+from .units import format_bytes
 
 #: ``FINESCALE_MIRROR=<base URL>``: fetch every file as ``<base URL>/<file name>`` instead.
 MIRROR_ENV = "FINESCALE_MIRROR"
@@ -403,7 +404,7 @@ def _ensure_space(part: Path, needed: int, label: str) -> None:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    return format_bytes(n)
 
 
 def _stream(resp: http.client.HTTPResponse, part: Path, offset: int, total: int | None,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cleanup import resolve_model
+from .cleanup import default_clean_up
 from .device import (
     choose_cpu_threads,
     choose_device,
@@ -37,6 +37,7 @@ from .device import (
 )
 from .errors import Cancelled, FinescaleError
 from .interrupt import ForwardWatch
+from .loader import load_model
 from .models import SRModel
 from .tiling import (
     DEFAULT_OVERLAP,
@@ -50,6 +51,11 @@ from .tiling import (
     source_window,
     split_span,
 )
+
+__all__ = ["bleed_colour", "CancelToken", "clip_region", "DETAIL_STEP", "FLOAT_OUTPUT_MAX_BYTES",
+           "MAX_SPLITS", "output_size", "Region", "region_source", "resize", "TRANSPARENT",
+           "Upscaler"]
+
 
 ProgressFn = Callable[[int, int, float], None]
 TileFn = Callable[[int, int, np.ndarray], None]
@@ -145,7 +151,9 @@ class Upscaler:
                  overlap: int = DEFAULT_OVERLAP,
                  on_message: Callable[[str], None] | None = None,
                  clean_up: float | None = None) -> None:
-        self.model: SRModel = resolve_model(model, clean_up)
+        if clean_up is None:
+            clean_up = default_clean_up(model)
+        self.model: SRModel = load_model(model, clean_up=clean_up)
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes,
                                   cpu_bf16_ok=self.model.info.cpu_bf16_ok)

@@ -7,6 +7,12 @@ a :class:`FinescaleError` is a bug and may show a traceback (only with ``--debug
 
 from __future__ import annotations
 
+__all__ = ["Cancelled", "CheckpointError", "ChecksumError", "DeviceError", "DiskFullError",
+           "DownloadError", "FinescaleError", "ImageReadError", "ImageTooLargeError",
+           "ImageTooSmallError", "JobTooLargeError", "ModelNotFoundError", "OutputExistsError",
+           "SameFileError", "UnknownArchitectureError", "UnsafeCheckpointError",
+           "UnsupportedFormatError", "WriteError"]
+
 
 class FinescaleError(Exception):
     """Base class: an error the user caused or can act on; ``str()`` is one sentence."""

@@ -4,7 +4,7 @@ For every HR image of a dataset folder: load as RGB (grey files expanded to thre
 channels), modcrop to a multiple of the scale, make the LR with the MATLAB-compatible bicubic
 :func:`~sr_core.metrics.imresize`, super-resolve it, clamp and round to 8 bits, and measure
 PSNR / SSIM on Y with ``scale`` pixels shaved (:mod:`sr_core.metrics`). The model is anything
-:func:`~sr_core.models.load_model` accepts, or ``"bicubic"`` / ``"lanczos"`` for the classic
+:func:`~sr_core.loader.load_model` accepts, or ``"bicubic"`` / ``"lanczos"`` for the classic
 baseline rows.
 
 With ``degradation`` (a name of :data:`sr_core.degrade.PRESETS`) the LR goes through a fixed,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import atomic, formats
 from .errors import FinescaleError, ImageReadError, WriteError
 from .metrics import imresize, modcrop, psnr, ssim
 
@@ -33,7 +33,6 @@ from .metrics import imresize, modcrop, psnr, ssim
 #: ``auto`` does what each model's authors did (``official`` for ASID, ``whole`` otherwise).
 PROTOCOLS = ("auto", "official", "whole")
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp")
 
 #: ``progress(done, total)`` after each image.
 Progress = Callable[[int, int], None]
@@ -97,9 +96,10 @@ def dataset_images(folder: str | os.PathLike[str]) -> list[Path]:
     d = Path(folder)
     if not d.is_dir():
         raise ImageReadError(f"{d}: no such dataset folder.")
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    known = formats.read_suffixes()
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in known)
     if not files:
-        raise ImageReadError(f"{d}: the folder holds no images (PNG, BMP, JPEG, TIFF).")
+        raise ImageReadError(f"{d}: the folder holds no images ({formats.describe()}).")
     return files
 
 
@@ -224,7 +224,7 @@ def evaluate(model: Any, datasets: Sequence[str | os.PathLike[str]], scale: int,
     """Score ``model`` on dataset folders in the papers' protocol and return the table.
 
     ``model`` is ``"bicubic"``, ``"lanczos"``, an :class:`~sr_core.models.SRModel`, or anything
-    :func:`~sr_core.models.load_model` accepts (checkpoint path, catalogue id). The model
+    :func:`~sr_core.loader.load_model` accepts (checkpoint path, catalogue id). The model
     must upscale by ``scale``. ``device`` is ``auto``/``cpu``/``cuda`` (always float32).
     With ``save_dir`` the 8-bit SR images are written to ``save_dir/<dataset>/<name>.png``.
     ``degradation`` names a preset of :data:`sr_core.degrade.PRESETS` applied to every LR.
@@ -307,7 +307,7 @@ def _resolver(model: Any, scale: int, protocol: str,
         key = model.strip().lower()
         return key, BASELINES[key](scale), "whole"
     from .device import choose_device
-    from .models import load_model
+    from .loader import load_model
 
     m = load_model(model)
     if m.scale != scale:
@@ -329,14 +329,8 @@ def _write_png(img: np.ndarray, path: Path) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic.replacing(path) as tmp:
             Image.fromarray(img).save(tmp, format="PNG")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     except OSError as e:
         raise WriteError(f"{path}: cannot be written ({e.strerror or e}).") from e
 

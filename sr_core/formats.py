@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import functools
 
+__all__ = ["describe", "dialog_filter", "extension", "OPTION_NAMES", "PILLOW_NAMES",
+           "read_formats", "read_suffixes", "suffix_format", "SUFFIXES", "TITLES", "write_formats"]
+
+
 #: Every format Finescale knows -> its suffixes (the first is the one new files get).
 SUFFIXES: dict[str, tuple[str, ...]] = {
     "PNG": (".png",),
@@ -19,6 +23,11 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     "BMP": (".bmp",),
     "HEIF": (".heic", ".heif", ".hif"),
     "AVIF": (".avif",),
+}
+#: What ``--format`` and the batch's format option accept (any case) -> format.
+OPTION_NAMES: dict[str, str] = {
+    "png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF",
+    "bmp": "BMP", "avif": "AVIF", "heic": "HEIF",
 }
 #: Names for messages.
 TITLES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP",

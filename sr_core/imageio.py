@@ -21,7 +21,6 @@ import io
 import math
 import mmap
 import os
-import secrets
 import stat
 import struct
 import warnings
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms
 
+from . import atomic
 from . import exif as exifmod
 from . import formats as formatsmod
 from .errors import (
@@ -47,6 +47,12 @@ from .errors import (
     UnsupportedFormatError,
     WriteError,
 )
+
+__all__ = ["AlphaDroppedWarning", "check_output_size", "check_replaceable", "default_max_pixels",
+           "DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "output_format", "Photo", "probe_image",
+           "READ_FORMATS", "read_image", "sane_dpi", "write_encoded", "write_error",
+           "WRITE_FORMATS", "write_image"]
+
 
 #: Largest image (width × height) read_image accepts unless told otherwise; override with the
 #: environment variable FINESCALE_MAX_PIXELS or read_image(max_pixels=...).
@@ -415,6 +421,8 @@ def _source_bits(im: Image.Image, fmt: str, head: bytes) -> int:
             return int(max(bps) if isinstance(bps, tuple) else bps)
     if fmt == "HEIF":
         return int(im.info.get("bit_depth") or 8)  # 10 and 12 are common on phones
+    if fmt == "AVIF":
+        return _avif_bits(head)
     if im.mode.startswith("I;16"):
         return 16
     return 1 if im.mode == "1" else 8
@@ -531,6 +539,38 @@ def _heif_high_bit_pixels(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
+def _avif_bits(data: bytes) -> int:
+    """Bits per channel of an AVIF, from its ``pixi`` box (8 when there is none)."""
+    # The box sits in the meta box at the start: size, "pixi", version and flags (4 bytes),
+    # the channel count, then one depth byte per channel.
+    i = data.find(b"pixi", 0, 1 << 16)
+    if i < 4 or len(data) < i + 10 or data[i + 8] == 0:
+        return 8
+    return int(data[i + 9])
+
+
+def _avif_high_bit_pixels(data: bytes, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a 10/12-bit AVIF at full precision as uint16 scaled to 16 bits (imagecodecs;
+    Pillow's decoder gives 8 bits). Like Pillow, libavif leaves the rotation to the EXIF
+    orientation that the caller applies."""
+    import imagecodecs
+
+    a = imagecodecs.avif_decode(data)
+    top = (1 << bits) - 1
+    a = np.rint(a.astype(np.float32) * (65535.0 / top)).clip(0, 65535).astype(np.uint16)
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[..., :3], a[..., 3]
+    return a, None
+
+
+def _high_bit_avif_decoder() -> bool:
+    try:
+        import imagecodecs
+    except ImportError:
+        return False
+    return bool(getattr(getattr(imagecodecs, "AVIF", None), "available", False))
+
+
 def _unpremultiply(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     full = float(np.iinfo(rgb.dtype).max)
     a = alpha.astype(np.float32)[..., None]
@@ -593,7 +633,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         _check_size(p, im.width, im.height, limit, len(data), _sparse_check_wanted(max_pixels))
         if fmt == "PNG":
             _check_png_chunks(p, data)
-        bits = _source_bits(im, fmt, data[:32])
+        bits = _source_bits(im, fmt, data[: 1 << 16])
         if bits > 16:
             raise UnsupportedFormatError(
                 f"Cannot read {p}: {bits}-bit samples are not supported (8 and 16 are).")
@@ -602,6 +642,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         try:
             if bits > 8 and fmt == "HEIF":
                 color, alpha = _heif_high_bit_pixels(data)
+            elif bits > 8 and fmt == "AVIF" and _high_bit_avif_decoder():
+                color, alpha = _avif_high_bit_pixels(data, bits)
+                if color.shape[:2] != (im.height, im.width):  # a transform Pillow applied
+                    im.load()
+                    color, alpha, icc = _pillow_pixels(im, icc, p)
             elif bits == 16 and fmt in _SIXTEEN_BIT:
                 pixels = exifmod.with_orientation_1(data) if fmt == "TIFF" else data
                 color, alpha = _cv2_pixels(pixels, p, _tiff_tag(im, 338) in (1, (1,)))
@@ -628,9 +673,10 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     rgb = _orient(rgb, orientation)
     alpha_f = _orient(None if alpha is None else _as_float(alpha), orientation)
     h, w = rgb.shape[:2]
+    kept = bits if color.dtype != np.uint8 or bits <= 8 else 8  # 8: decoded at 8 bits
     return Photo(rgb=rgb, alpha=alpha_f, icc_profile=icc,
                  exif=exifmod.normalized(raw_exif, w, h), dpi=dpi,
-                 bit_depth=16 if bits > 8 else 8, format=fmt, source=p, grey=grey)
+                 bit_depth=16 if kept > 8 else 8, format=fmt, source=p, grey=grey)
 
 
 def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
@@ -668,7 +714,7 @@ def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None
             if orientation >= 5:
                 w, h = h, w
             return {"path": str(path), "width": w, "height": h, "format": fmt, "mode": mode,
-                    "bits": _source_bits(im, fmt, bytes(mm[:32])), "orientation": orientation,
+                    "bits": _source_bits(im, fmt, bytes(mm[: 1 << 16])), "orientation": orientation,
                     "icc": bool(im.info.get("icc_profile")), "exif": raw_exif is not None,
                     "alpha": alpha}
 
@@ -856,10 +902,6 @@ _ENCODERS: dict[str, Callable[[_Job, BinaryIO], None]] = {
 
 
 # --- writing --------------------------------------------------------------------------------
-def _write_error(path: Path, e: OSError) -> WriteError:
-    return write_error(path, e)
-
-
 def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
     """One sentence for an OSError met while writing ``path`` (disk full, read-only, ...)."""
     path = Path(path)
@@ -941,53 +983,38 @@ def _is_source(photo: Photo, path: Path) -> bool:
         return Path(os.path.abspath(photo.source)) == Path(os.path.abspath(path))
 
 
-def _create_temporary(path: Path) -> Path:
-    """A new empty hidden file beside ``path`` (same file system, so the rename is atomic)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        try:
-            # Mode 0o666 lets the umask decide, as for any new file (mkstemp would give 0o600).
-            os.close(os.open(tmp, flags, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
 def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: bool) -> None:
-    """Encode into a temporary file beside ``path``, fsync it, and rename it into place."""
-    tmp = _create_temporary(path)
-    done = False
-    try:
-        with open(tmp, "w+b") as f:  # a named file object: tifffile wants a path
-            encode(f)
-            f.flush()
-            os.fsync(f.fileno())
+    """Encode into a temporary file beside ``path`` and move it into place durably
+    (:func:`sr_core.atomic.replacing`); without ``overwrite`` an existing file is kept."""
+
+    def install(tmp: Path, dest: Path) -> None:
         if overwrite:
-            check_replaceable(path)  # again: something may have appeared while encoding
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if another writer got there first
-            except FileExistsError:
-                raise OutputExistsError(
-                    f"Refusing to write {path}: the file already exists.") from None
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    raise OutputExistsError(
-                        f"Refusing to write {path}: the file already exists.") from None
-                os.replace(tmp, path)
-        done = True
-    finally:
-        if not done or os.path.exists(tmp):
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    with contextlib.suppress(OSError):  # make the rename itself durable where we can
-        dfd = os.open(path.parent, os.O_RDONLY)
+            check_replaceable(dest)  # again: something may have appeared while encoding
+            os.replace(tmp, dest)
+            return
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            os.link(tmp, dest)  # fails if another writer got there first
+        except FileExistsError:
+            raise OutputExistsError(f"Refusing to write {dest}: the file already exists.") \
+                from None
+        except OSError:  # file systems without hard links
+            if dest.exists():
+                raise OutputExistsError(
+                    f"Refusing to write {dest}: the file already exists.") from None
+            os.replace(tmp, dest)
+
+    with atomic.replacing(path, install=install) as tmp, open(tmp, "w+b") as f:
+        encode(f)  # a named file object: tifffile wants a path
+
+
+def write_encoded(path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> None:
+    """Put already-encoded image bytes at ``path`` as :func:`write_image` puts its own
+    (atomically; without ``overwrite`` an existing file is kept), one sentence on failure."""
+    p = Path(path)
+    try:
+        _atomic_write(p, lambda f: f.write(data) and None, overwrite)
+    except OSError as e:
+        raise write_error(p, e) from None
 
 
 def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None = None,
@@ -1044,5 +1071,5 @@ def write_image(photo: Photo, path: str | os.PathLike[str], format: str | None =
     try:
         _atomic_write(p, lambda f: _ENCODERS[fmt](job, f), overwrite)
     except OSError as e:
-        raise _write_error(p, e) from None
+        raise write_error(p, e) from None
     return p

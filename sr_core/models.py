@@ -1,4 +1,9 @@
-"""``SRModel`` -- one calling convention for every architecture -- and ``load_model``."""
+"""``SRModel`` -- one calling convention for every architecture -- and loading weights into it.
+
+This module turns a checkpoint *file* or a state-dict *mapping* into an :class:`SRModel`
+(:func:`load_weights`). Catalogue ids, downloads and the clean-up control live above it, in
+:mod:`sr_core.loader`, whose ``load_model`` is the public entry point.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import archs, community
+from .archs import Family
 from .archs.layers import ArchInfo
 from .checkpoint import CHECKPOINT_SUFFIXES, read_state_dict, unwrap_state_dict
 from .errors import (
@@ -24,21 +30,13 @@ from .errors import (
     UnknownArchitectureError,
 )
 
+__all__ = ["SRModel", "build_from_state_dict", "detect", "families", "is_catalogue_id",
+           "load_weights"]
 
-def families() -> tuple[ModuleType, ...]:
-    """The architecture family modules present in this install, in detection order."""
-    import importlib
 
-    found = []
-    for name in ("hpinet", "hat", "spin", "asid"):
-        qualified = f"{__package__}.archs.{name}"
-        try:
-            found.append(importlib.import_module(qualified))
-        except ModuleNotFoundError as e:
-            # Only a family that is not there at all is skipped; a broken one still raises.
-            if e.name != qualified:
-                raise
-    return tuple(found)
+def families() -> tuple[Family, ...]:
+    """The architecture families Finescale implements, in detection order."""
+    return archs.families()
 
 
 def _without_tf32() -> contextlib.AbstractContextManager[None]:
@@ -59,7 +57,7 @@ class SRModel(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        family: ModuleType,
+        family: Family,
         config: Any,
         *,
         source: str = "",
@@ -134,13 +132,15 @@ class SRModel(nn.Module):
         return y
 
 
-def load_model(source: Any, *, arch: str | None = None, **overrides: Any) -> SRModel:
-    """Load a model from a checkpoint file, a state-dict mapping or a catalogue id.
+def load_weights(source: Any, *, arch: str | None = None, **overrides: Any) -> SRModel:
+    """Load a model from a checkpoint file or a state-dict mapping (an SRModel is returned
+    as is).
 
     Architecture, variant and scale are detected from the keys and shapes; ``arch``
     restricts detection to one family and ``overrides`` replace config fields that shapes
-    cannot tell. Loading is strict: missing parameters, unknown weights and shape
-    mismatches are refused with a :class:`CheckpointError` that names what was found.
+    cannot tell. Weights none of our families recognises go to spandrel when it is installed
+    (:mod:`sr_core.community`). Loading is strict: missing parameters, unknown weights and
+    shape mismatches are refused with a :class:`CheckpointError` that names what was found.
     The model is returned in eval mode on the CPU.
     """
     if isinstance(source, SRModel):
@@ -150,11 +150,10 @@ def load_model(source: Any, *, arch: str | None = None, **overrides: Any) -> SRM
         sd = unwrap_state_dict(source, origin)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not is_catalogue_id(str(source)):
-            origin = path.name
-            sd = read_state_dict(path)
-        else:
-            return _load_catalogue_model(str(source), arch=arch, **overrides)
+        if is_catalogue_id(str(source)):
+            raise ModelNotFoundError(f"{source}: no such file.")
+        origin = path.name
+        sd = read_state_dict(path)
     else:
         raise TypeError(
             f"load_model() takes a path, a state dict or a model id, not {type(source).__name__}"
@@ -163,40 +162,24 @@ def load_model(source: Any, *, arch: str | None = None, **overrides: Any) -> SRM
 
 
 def is_catalogue_id(source: str) -> bool:
-    """True when :func:`load_model` would treat ``source`` as a catalogue id, not a file."""
+    """True when ``source`` names no file and has no checkpoint suffix, so that the loader
+    treats it as a catalogue id."""
     path = Path(source)
     return not (path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES)
 
 
-def _load_catalogue_model(model_id: str, *, arch: str | None, **overrides: Any) -> SRModel:
-    try:
-        from . import catalog
-    except ImportError as e:  # pragma: no cover - catalogue is part of the package
-        raise ModelNotFoundError(
-            f"{model_id}: no such file, and no model catalogue is available."
-        ) from e
-    path = catalog.ensure_model(model_id)
-    sd = read_state_dict(path)
-    if catalog.is_community(model_id):  # an imported ESRGAN, SwinIR...: spandrel builds it
-        from .community import load_community_model
-
-        return load_community_model(sd, origin=model_id)
-    return build_from_state_dict(sd, origin=model_id, arch=arch, **overrides)
-
-
 def detect(
     sd: Mapping[str, torch.Tensor], *, arch: str | None = None, origin: str = "checkpoint"
-) -> tuple[ModuleType, Any]:
+) -> tuple[Family, Any]:
     """Find the one family whose ``detect()`` recognises ``sd``; return it and its config."""
     fams = families()
     if arch is not None:
-        wanted = arch.lower().replace("-", "").replace("_", "")
-        fams = tuple(f for f in fams if f.INFO.name == wanted)
-        if not fams:
-            names = ", ".join(f.INFO.name for f in families())
+        one = archs.by_name(arch)
+        if one is None:
             raise UnknownArchitectureError(
-                f"{origin}: unknown architecture '{arch}' (known: {names})."
+                f"{origin}: unknown architecture '{arch}' (known: {', '.join(archs.names())})."
             )
+        fams = (one,)
     hits = []
     for f in fams:
         try:
@@ -216,7 +199,7 @@ def detect(
         keys = sorted(sd)
         sample = ", ".join(keys[:4])
         raise UnknownArchitectureError(
-            f"{origin}: no supported architecture (HPINet, HAT, SPIN, ASID) recognises these "
+            f"{origin}: no supported architecture ({archs.titles()}) recognises these "
             f"weights ({len(keys)} tensors, e.g. {sample})."
         )
     if len(hits) > 1:
@@ -234,8 +217,17 @@ def build_from_state_dict(
     arch: str | None = None,
     **overrides: Any,
 ) -> SRModel:
-    """Detect, build and strictly load a model from an unwrapped state dict."""
-    family, config = detect(sd, arch=arch, origin=origin)
+    """Detect, build and strictly load a model from an unwrapped state dict.
+
+    Weights none of our families recognises are offered to spandrel (without ``arch``).
+    """
+    try:
+        family, config = detect(sd, arch=arch, origin=origin)
+    except UnknownArchitectureError as ours:
+        if arch is not None or overrides:
+            raise
+        family, config = community.detect(sd, origin, ours)
+        sd = config.weights  # the same tensors under the key names spandrel's network uses
     if overrides:
         try:
             config = dataclasses.replace(config, **overrides)
@@ -245,7 +237,8 @@ def build_from_state_dict(
                 f"{origin}: invalid override ({e}); valid fields: {fields}."
             ) from e
     net = family.build(config)
-    skipped = _load_strict(net, sd, origin, f"{family.INFO.title} {config.variant} x{config.scale}")
+    skipped = _load_strict(net, sd, origin,
+                           f"{family.INFO.title} {config.variant} x{config.scale}")
     if skipped:
         warnings.warn(
             f"{origin}: ignored {len(skipped)} non-weight entries: {', '.join(skipped)}",

@@ -12,6 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+__all__ = ["cache_dir", "CACHE_ENV", "resource_path", "resources_dir"]
+
+
 #: Environment variable that moves the model cache (tests, portable installs, shared disks).
 CACHE_ENV = "FINESCALE_CACHE_DIR"
 

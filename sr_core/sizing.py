@@ -19,15 +19,16 @@ import contextlib
 import json
 import math
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import atomic
 from .errors import JobTooLargeError
+from .units import format_bytes, format_seconds
 
-__all__ = ["JobSize", "JobTooLargeError", "calibrate", "check_job", "default_output_limit",
-           "estimate", "format_bytes", "format_seconds", "free_disk", "load_calibration",
+__all__ = ["ASK_ABOVE_SECONDS", "JobSize", "JobTooLargeError", "calibrate", "check_job",
+           "default_output_limit", "estimate", "free_disk", "load_calibration",
            "record_measurement", "seconds_per_megapixel"]
 
 #: CPU seconds per input megapixel at x4, per family (x2 and x3 cost about the same: the
@@ -88,23 +89,6 @@ class JobSize:
                 f"{format_bytes(self.memory_bytes)} of memory{eta}")
 
 
-def format_bytes(n: float) -> str:
-    """``1.2 GB``, ``350 MB``, ``12 KB`` (decimal units, as disks are sold)."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} bytes"
-
-
-def format_seconds(s: float) -> str:
-    """``"40 s"``, ``"3 min"``, ``"2.5 h"``."""
-    if s < 90:
-        return f"{max(1, round(s))} s"
-    if s < 90 * 60:
-        return f"{round(s / 60)} min"
-    return f"{s / 3600:.1f} h"
-
-
 def calibrate(family: str, device_type: str, seconds_per_megapixel: float) -> None:
     """Use a measured cost (seconds per input megapixel) for ``family`` on ``device_type``."""
     if not (seconds_per_megapixel > 0 and math.isfinite(seconds_per_megapixel)):
@@ -159,14 +143,9 @@ def record_measurement(family: str, device_type: str, input_pixels: int, seconds
     except (OSError, ValueError):
         data = {}
     data[f"{family.lower()}/{device_type}"] = round(rate, 4)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    try:
+    with contextlib.suppress(OSError):  # a calibration that cannot be saved is only lost
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        atomic.write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
     return rate
 
 

@@ -32,10 +32,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from . import atomic, formats
 from .errors import FinescaleError
 from .models import SRModel, families
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -84,7 +83,7 @@ def list_images(folders: Sequence[str | os.PathLike[str]]) -> list[Path]:
         p = Path(d)
         if not p.is_dir():
             raise FinescaleError(f"{p}: training data folder not found.")
-        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in formats.read_suffixes())
     if not out:
         raise FinescaleError(f"no images found in {', '.join(map(str, folders))}.")
     return out
@@ -218,7 +217,7 @@ def initial_model(cfg: TrainConfig) -> SRModel:
     """
     if not cfg.init:
         return build_model(cfg.arch, cfg.variant, cfg.scale)
-    from .models import load_model
+    from .loader import load_model
 
     src = load_model(cfg.init)
     if src.arch != cfg.arch.lower():
@@ -316,9 +315,8 @@ def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def export_weights(model_net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
@@ -327,9 +325,8 @@ def export_weights(model_net: nn.Module, path: Path, metadata: dict[str, str]) -
 
     sd = {k: v.detach().float().contiguous().cpu() for k, v in model_net.state_dict().items()
           if v.is_floating_point()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        save_file(sd, str(tmp), metadata=metadata)
 
 
 def _done(cfg: TrainConfig, step: int, seconds: float) -> bool:

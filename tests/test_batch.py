@@ -285,7 +285,7 @@ class _Recorder:
 
 def test_prefetch_on_background_thread_and_a_bad_file_does_not_stop_the_batch(
         tmp_path: Path, upscaler: Upscaler, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sr_core.batch as batch
+    from sr_core.batch import running as batch
 
     src, dst = tmp_path / "in", tmp_path / "out"
     _flat(src, 3)

@@ -77,9 +77,9 @@ def test_bench_cli_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     import sr_core.engine
 
     model = _tiny_model()
-    real = sr_core.engine.resolve_model
-    monkeypatch.setattr(sr_core.engine, "resolve_model",
-                        lambda m, clean_up=None: real(model if m == "tiny" else m, clean_up))
+    real = sr_core.engine.load_model
+    monkeypatch.setattr(sr_core.engine, "load_model", lambda m, clean_up=None: real(
+        model if m == "tiny" else m, clean_up=clean_up))
     assert main(["bench", "-m", "tiny", "--size", "24x40", "--device", "cpu", "--tile", "0",
                  "--repeat", "2", "--json"]) == 0
     out = capsys.readouterr()

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from weight_server import WeightServer
 
-from sr_core import catalog, load_model, paths
+from sr_core import catalog, installer, load_model, paths
 from sr_core.cli import main
 from sr_core.download import DownloadOptions
 from sr_core.errors import (
@@ -98,7 +98,7 @@ def test_shipped_catalogue_lists_every_official_model_with_its_facts():
         spin = catalog.get(f"finescale-spin-x{s}")
         assert (spin.arch, spin.scale, spin.embedded, spin.pinned) == ("spin", s, True, True)
         assert catalog.is_installed(spin.id)
-        assert load_model(catalog.ensure_model(spin.id)).scale == s
+        assert load_model(installer.install(spin.id)).scale == s
 
 
 def test_published_hashes_and_sizes_match_the_official_files(hpinet_dir):
@@ -138,7 +138,7 @@ def test_resources_are_found_inside_a_pyinstaller_bundle(monkeypatch, tmp_path):
 # --- downloads into the cache -------------------------------------------------------------------
 def test_load_model_by_id_downloads_converts_and_then_hits_the_cache(cache, server, hpinet_dir):
     seen: list[int] = []
-    path = catalog.ensure_model("hpinet-s-x4", progress=lambda d, t: seen.append(d), options=FAST)
+    path = installer.install("hpinet-s-x4", progress=lambda d, t: seen.append(d), options=FAST)
     assert path == cache / "hpinet-s-x4.safetensors" and seen[-1] == 1_974_687
     sd = load_file(str(path))  # a real safetensors file, keys already unwrapped
     assert not any(k.startswith("module.") for k in sd)
@@ -155,7 +155,7 @@ def test_load_model_by_id_downloads_converts_and_then_hits_the_cache(cache, serv
 def test_corrupted_download_is_rejected_and_the_cache_stays_clean(cache, server):
     server.files["HPINet-M-x2.pth"].mode = "corrupt"
     with pytest.raises(ChecksumError, match="^hpinet-m-x2: the file downloaded from 127.0.0.1"):
-        catalog.ensure_model("hpinet-m-x2", options=FAST)
+        installer.install("hpinet-m-x2", options=FAST)
     assert _weights_files(cache) == []
     assert not catalog.is_installed("hpinet-m-x2")
 
@@ -163,7 +163,7 @@ def test_corrupted_download_is_rejected_and_the_cache_stays_clean(cache, server)
 def test_missing_file_on_the_server_is_a_404_naming_the_model(cache, server):
     not_found = r"^hpinet-l-x4: .*HPINet-L-x4.pth not found \(HTTP 404\)"
     with pytest.raises(DownloadError, match=not_found):
-        catalog.ensure_model("hpinet-l-x4", options=FAST)
+        installer.install("hpinet-l-x4", options=FAST)
     assert _weights_files(cache) == []
 
 
@@ -173,15 +173,15 @@ def test_unwritable_cache_is_one_clear_sentence(tmp_path, monkeypatch, hpinet_di
     monkeypatch.setenv(paths.CACHE_ENV, str(blocker / "models"))
     with pytest.raises(FinescaleError, match="hpinet-m-x4: cannot write to the model cache .*"
                                              "set FINESCALE_CACHE_DIR to a writable folder"):
-        catalog.ensure_model("hpinet-m-x4")
+        installer.install("hpinet-m-x4")
     with pytest.raises(FinescaleError, match="cannot write to the model cache"):
-        catalog.import_checkpoint(hpinet_dir / "HPINet-S-x4.pth")
+        installer.import_checkpoint(hpinet_dir / "HPINet-S-x4.pth")
 
 
 def test_models_without_a_direct_link_say_how_to_import_them(cache):
     with pytest.raises(ModelNotFoundError, match="no direct download for HAT_SRx2.pth; get it from "
                                                  "https://drive.google.com/.* --name hat-x2"):
-        catalog.ensure_model("hat-x2")
+        installer.install("hat-x2")
 
 
 def test_trust_on_first_use_records_the_hash_and_checks_it_later(cache, server, tmp_path,
@@ -189,15 +189,15 @@ def test_trust_on_first_use_records_the_hash_and_checks_it_later(cache, server, 
     _catalogue(tmp_path, monkeypatch, "schema = 1\n" + _tofu_entry("tofu-s-x4", "tofu.pth"))
     data = (hpinet_dir / "HPINet-S-x4.pth").read_bytes()
     server.add("tofu.pth", data)
-    catalog.ensure_model("tofu-s-x4", options=FAST)
+    installer.install("tofu-s-x4", options=FAST)
     trust = json.loads((cache / "trust.json").read_text())
     assert trust["tofu-s-x4"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert not catalog.status("tofu-s-x4").verified  # listed as unverified
-    assert catalog.verify("tofu-s-x4").ok
-    catalog.remove("tofu-s-x4")
+    assert installer.verify("tofu-s-x4").ok
+    installer.remove("tofu-s-x4")
     server.add("tofu.pth", data[:-10] + b"0123456789")  # the "same" file changed upstream
     with pytest.raises(ChecksumError, match="tofu-s-x4: .*not the expected one"):
-        catalog.ensure_model("tofu-s-x4", options=FAST)
+        installer.install("tofu-s-x4", options=FAST)
     assert not catalog.is_installed("tofu-s-x4")
 
 
@@ -207,7 +207,7 @@ def test_unverified_download_of_the_wrong_model_is_refused(cache, server, tmp_pa
         "hpinet-l-x4", "HPINet-L-x4.pth", variant="L"))
     server.add("HPINet-L-x4.pth", (hpinet_dir / "HPINet-S-x4.pth").read_bytes())
     with pytest.raises(CheckpointError, match="holds HPINet S x4 weights, not hpinet-l-x4"):
-        catalog.ensure_model("hpinet-l-x4", options=FAST)
+        installer.install("hpinet-l-x4", options=FAST)
     assert _weights_files(cache) == [] and not (cache / "trust.json").exists()
 
 
@@ -235,10 +235,10 @@ def test_malicious_pickle_is_refused_and_its_payload_never_runs(cache, server, t
     _catalogue(tmp_path, monkeypatch, "schema = 1\n" + _tofu_entry("evil-x4", "evil.pth"))
     server.add("evil.pth", evil.read_bytes())
     with pytest.raises(UnsafeCheckpointError, match="nothing in it was run"):
-        catalog.ensure_model("evil-x4", options=FAST)
+        installer.install("evil-x4", options=FAST)
     for f in (evil, legacy):
         with pytest.raises(CheckpointError):
-            catalog.import_checkpoint(f)
+            installer.import_checkpoint(f)
     assert not marker.exists()
     assert _weights_files(cache) == []
 
@@ -250,7 +250,7 @@ def test_two_threads_asking_for_one_model_download_it_once(cache, server):
 
     def worker() -> None:
         try:
-            results.append(catalog.ensure_model("hpinet-m-x3", options=FAST))
+            results.append(installer.install("hpinet-m-x3", options=FAST))
         except BaseException as e:  # pragma: no cover - reported by the assert below
             results.append(e)
 
@@ -261,24 +261,24 @@ def test_two_threads_asking_for_one_model_download_it_once(cache, server):
         t.join(60)
     assert results == [cache / "hpinet-m-x3.safetensors"] * 2
     assert server.files["HPINet-M-x3.pth"].hits == 1
-    assert catalog.verify("hpinet-m-x3").ok
+    assert installer.verify("hpinet-m-x3").ok
 
 
 # --- remove, verify, default --------------------------------------------------------------------
 def test_remove_and_verify(cache, server):
-    path = catalog.ensure_model("hpinet-m-x4", options=FAST)
-    assert catalog.verify("hpinet-m-x4").message == "matches the published sha256"
+    path = installer.install("hpinet-m-x4", options=FAST)
+    assert installer.verify("hpinet-m-x4").message == "matches the published sha256"
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))
-    result = catalog.verify("hpinet-m-x4")
+    result = installer.verify("hpinet-m-x4")
     assert not result.ok and "changed since it was stored" in result.message
-    assert catalog.remove("hpinet-m-x4") > 3_000_000
+    assert installer.remove("hpinet-m-x4") > 3_000_000
     assert not catalog.is_installed("hpinet-m-x4") and not path.exists()
     with pytest.raises(ModelNotFoundError, match="hpinet-m-x4: is not installed"):
-        catalog.remove("hpinet-m-x4")
+        installer.remove("hpinet-m-x4")
     with pytest.raises(FinescaleError, match="finescale-asid-x4: ships with Finescale"):
-        catalog.remove("finescale-asid-x4")
+        installer.remove("finescale-asid-x4")
 
 
 def test_default_model_names_what_to_download_until_one_is_installed(cache, server, tmp_path,
@@ -289,7 +289,7 @@ def test_default_model_names_what_to_download_until_one_is_installed(cache, serv
     assert not catalog.is_installed("finescale-asid-x4")
     with pytest.raises(ModelNotFoundError, match="run `finescale models download hpinet-m-x4`"):
         catalog.default_model()
-    catalog.ensure_model("hpinet-m-x4", options=FAST)
+    installer.install("hpinet-m-x4", options=FAST)
     assert catalog.default_model() == "hpinet-m-x4"
 
 
@@ -316,19 +316,19 @@ urls = ["https://example.invalid/HPINet-M-x4.pth"]
     with pytest.raises(ModelNotFoundError, match="download hpinet-m-x4"):
         catalog.default_model()
     with pytest.raises(ModelNotFoundError, match="ours-x4: its weights ship with Finescale"):
-        catalog.ensure_model("ours-x4")
+        installer.install("ours-x4")
     (tmp_path / "resources" / "weights" / "ours-x4.safetensors").write_bytes(src.read_bytes())
     assert catalog.default_model() == "ours-x4" and catalog.is_installed("ours-x4")
     shipped = tmp_path / "resources" / "weights" / "ours-x4.safetensors"
-    assert catalog.ensure_model("ours-x4") == shipped
-    assert catalog.verify("ours-x4").ok and catalog.status("ours-x4").verified
+    assert installer.install("ours-x4") == shipped
+    assert installer.verify("ours-x4").ok and catalog.status("ours-x4").verified
     assert load_model("ours-x4").variant == "S"
     assert not cache.exists()  # nothing was downloaded or copied
 
 
 # --- import -------------------------------------------------------------------------------------
 def test_import_of_an_official_file_becomes_the_verified_catalogue_entry(cache, hpinet_dir):
-    entry = catalog.import_checkpoint(hpinet_dir / "HPINet-M-x2.pth")
+    entry = installer.import_checkpoint(hpinet_dir / "HPINet-M-x2.pth")
     assert entry.id == "hpinet-m-x2" and catalog.status("hpinet-m-x2").verified
     assert load_model("hpinet-m-x2").scale == 2
 
@@ -337,19 +337,19 @@ def test_import_of_an_own_checkpoint_under_a_name(cache, tmp_path, golden):
     sd = load_file(str(golden / "hpinet_M_x3_24x24.weights.safetensors"))
     mine = tmp_path / "My HPINet (x3).pth"
     torch.save({"params_ema": {f"module.{k}": v for k, v in sd.items()}}, mine)
-    entry = catalog.import_checkpoint(mine)
+    entry = installer.import_checkpoint(mine)
     assert entry.id == "my-hpinet-x3" and entry.origin == "import"
     assert (entry.arch, entry.scale) == ("hpinet", 3)
     assert "my-hpinet-x3" in [e.id for e in catalog.entries()]
     st = catalog.status("my-hpinet-x3")
     assert st.installed and not st.verified
-    assert catalog.verify("my-hpinet-x3").ok
+    assert installer.verify("my-hpinet-x3").ok
     assert load_model("my-hpinet-x3").variant == "M"
     with pytest.raises(FinescaleError, match="already installed"):
-        catalog.import_checkpoint(mine)
+        installer.import_checkpoint(mine)
     with pytest.raises(CheckpointError, match="not HPINet-M x4; import it under another --name"):
-        catalog.import_checkpoint(mine, name="hpinet-m-x4")
-    catalog.remove("my-hpinet-x3")
+        installer.import_checkpoint(mine, name="hpinet-m-x4")
+    installer.remove("my-hpinet-x3")
     with pytest.raises(ModelNotFoundError):
         catalog.get("my-hpinet-x3")
 
@@ -357,7 +357,7 @@ def test_import_of_an_own_checkpoint_under_a_name(cache, tmp_path, golden):
 def test_import_refuses_a_different_file_under_a_verified_id(cache, tmp_path, golden):
     src = golden / "hpinet_S_x4_37x53.weights.safetensors"  # HPINet-S x4, but not the official
     with pytest.raises(ChecksumError, match="is not the HPINet-S x4 file"):
-        catalog.import_checkpoint(src, name="hpinet-s-x4")
+        installer.import_checkpoint(src, name="hpinet-s-x4")
 
 
 def test_import_of_a_foreign_architecture_explains_spandrel(cache, tmp_path, monkeypatch):
@@ -367,7 +367,7 @@ def test_import_of_a_foreign_architecture_explains_spandrel(cache, tmp_path, mon
     with pytest.raises(UnknownArchitectureError,
                        match=r"need the optional spandrel package, which is not installed: "
                              r"pip install \"finescale\[community\]\""):
-        catalog.import_checkpoint(odd)
+        installer.import_checkpoint(odd)
     assert not cache.exists() or _weights_files(cache) == []
 
 
@@ -378,7 +378,7 @@ def test_import_of_a_foreign_architecture_through_spandrel(cache, tmp_path):
     net = ESRGAN(in_nc=3, out_nc=3, num_filters=16, num_blocks=1, scale=4).eval()
     src = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, src)
-    entry = catalog.import_checkpoint(src)
+    entry = installer.import_checkpoint(src)
     assert (entry.id, entry.arch, entry.scale, entry.community) == ("tiny", "esrgan", 4, True)
     model = load_model("tiny")  # the same SRModel convention as our own families
     x = torch.rand(1, 3, 20, 23)

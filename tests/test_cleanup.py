@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sr_core import Upscaler, catalog, load_model
-from sr_core.cleanup import blend, check_clean_up, load_with_clean_up
+from sr_core.cleanup import blend, check_clean_up
 from sr_core.cli import main
 from sr_core.errors import FinescaleError
 
@@ -30,7 +30,7 @@ def test_the_photo_models_are_tagged_and_paired_in_the_catalogue() -> None:
 
 @pytest.mark.parametrize("model_id", [PAPER, PHOTO])
 def test_each_endpoint_is_its_model_bit_for_bit(model_id: str) -> None:
-    zero, one = load_with_clean_up(model_id, 0.0), load_with_clean_up(model_id, 1.0)
+    zero, one = load_model(model_id, clean_up=0.0), load_model(model_id, clean_up=1.0)
     assert _same_weights(zero, load_model(PAPER))
     assert _same_weights(one, load_model(PHOTO))
     assert not _same_weights(zero, one)
@@ -84,7 +84,7 @@ def test_out_of_range_values_are_refused_naming_them() -> None:
         with pytest.raises(ValueError, match="clean-up must be a number from 0 to 1"):
             check_clean_up(bad)
     with pytest.raises(FinescaleError, match="no photo-trained version"):
-        load_with_clean_up("hpinet-m-x4", 0.5)
+        load_model("hpinet-m-x4", clean_up=0.5)
 
 
 def test_cli_clean_up_usage_errors_exit_2_and_write_nothing(tmp_path, capsys) -> None:

@@ -28,7 +28,7 @@ from sr_core.batch import LOCK_NAME, REPORT_NAME, BatchOptions, load_report, pla
 from sr_core.cluster import RayOptions, connect, parse_address, run_batch_ray
 from sr_core.engine import Upscaler
 from sr_core.errors import FinescaleError
-from sr_core.models import load_model
+from sr_core.loader import load_model
 
 WORKER = {"device": "cpu", "precision": "fp32", "tile": 0}
 # Fields that differ between any two runs of the same batch (times, where the output is).
@@ -75,8 +75,17 @@ def _report(path: Path) -> dict:
 
 
 def _reference(src: Path, dst: Path, model: Path, options: BatchOptions) -> None:
-    up = Upscaler(str(model), **WORKER)
-    run_batch(plan_batch(src, dst, options, model=up), up)
+    import torch
+
+    # Each Ray worker runs torch on 1 thread (its 1 CPU); float sums split over another
+    # thread count may round differently, so the reference runs on 1 thread as well.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        up = Upscaler(str(model), **WORKER)
+        run_batch(plan_batch(src, dst, options, model=up), up)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _same_outputs(a: Path, b: Path) -> None:

@@ -151,7 +151,7 @@ def test_proxy_environment_is_honoured(server, weights, tmp_path, monkeypatch):
 def test_disk_space_is_checked_before_writing(server, weights, tmp_path, monkeypatch):
     server.add(NAME, weights)
     monkeypatch.setattr(download.shutil, "disk_usage", lambda p: SimpleNamespace(free=1000))
-    needed = r"not enough disk space .* \(2.0 MB needed, 0.0 MB free\)"
+    needed = r"not enough disk space .* \(2.0 MB needed, 1.0 KB free\)"
     with pytest.raises(DiskFullError, match=needed):
         fetch([server.url(NAME)], tmp_path / NAME, options=FAST)
 

@@ -380,7 +380,7 @@ def tiled_vs_whole(shared):
     """Per family: (plan, whole output, tiled output) for 256x256 of a real photo in 2x2 tiles."""
     from PIL import Image
 
-    from sr_core.models import load_model
+    from sr_core.loader import load_model
 
     photo = Image.open(shared / "datasets" / "benchmark" / "Set14" / "baboon.png").convert("RGB")
     img = np.asarray(photo, dtype=np.float32)[100:356, 100:356] / 255

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import sys
 import warnings
 
 import cv2
@@ -760,6 +761,33 @@ def test_ten_bit_heic_keeps_more_than_eight_bits(tmp_path):
     photo = read_image(tmp_path / "ten.heic")
     assert photo.bit_depth == 16 and probe_image(tmp_path / "ten.heic")["bits"] == 10
     assert len(np.unique(photo.rgb)) > 256  # 8 bits could hold 256 levels at most
+
+
+def _ten_bit_avif(path, orientation: int = 1) -> np.ndarray:
+    """A 10-bit AVIF ramp (imagecodecs writes it; Pillow's encoder has 8 bits only)."""
+    imagecodecs = pytest.importorskip("imagecodecs", reason="writes the 10-bit test file")
+    ramp = np.linspace(0, 1023, 24 * 40 * 3).reshape(24, 40, 3).astype(np.uint16)
+    path.write_bytes(imagecodecs.avif_encode(ramp, level=100, bitspersample=10))
+    return ramp
+
+
+def test_ten_bit_avif_keeps_more_than_eight_bits(tmp_path):
+    _needs("AVIF")
+    ramp = _ten_bit_avif(tmp_path / "ten.avif")
+    photo = read_image(tmp_path / "ten.avif")
+    assert probe_image(tmp_path / "ten.avif")["bits"] == 10
+    assert photo.bit_depth == 16 and (photo.width, photo.height) == (40, 24)
+    assert len(np.unique(photo.rgb)) > 256  # 8 bits could hold 256 levels at most
+    assert np.abs(photo.rgb - ramp / 1023.0).max() < 2 / 1023  # lossless at level 100
+
+
+def test_ten_bit_avif_without_a_high_bit_decoder_is_read_at_eight_bits(tmp_path, monkeypatch):
+    _needs("AVIF")
+    ramp = _ten_bit_avif(tmp_path / "ten.avif")
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # import imagecodecs -> ImportError
+    photo = read_image(tmp_path / "ten.avif")
+    assert photo.bit_depth == 8 and (photo.width, photo.height) == (40, 24)
+    assert np.abs(photo.rgb - ramp / 1023.0).max() < 3 / 255
 
 
 @pytest.mark.parametrize("fmt, suffix", [("AVIF", ".avif"), ("HEIF", ".heic")])

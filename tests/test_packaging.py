@@ -227,3 +227,35 @@ def test_window_code_survives_without_stdout_and_stderr(tmp_path):
                           stdin=subprocess.DEVNULL, preexec_fn=_close_std_streams)
     assert (tmp_path / "result").read_text() == "ok"
     assert done.returncode == 0
+
+
+@pytest.mark.slow
+def test_the_community_extra_keeps_the_installed_torch(tmp_path):
+    """`pip install -e ".[community]"` must not replace torch 2.13.0 (the CPU wheel) by a
+    newer CUDA build: pip is asked what it would install, nothing is installed."""
+    import json
+
+    import torch
+
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report",
+         str(report), f"{ROOT}[community]"],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    wanted = {item["metadata"]["name"].lower(): item["metadata"]["version"]
+              for item in json.loads(report.read_text())["install"]}
+    assert "torch" not in wanted, (
+        f"the extra would replace torch {torch.__version__} with {wanted.get('torch')}")
+    assert not [n for n in wanted if n.startswith("nvidia")], sorted(wanted)
+    assert "spandrel" in wanted or _installed("spandrel")
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sr_core import sizing
+from sr_core import sizing, units
 from sr_core.errors import JobTooLargeError
 
 
@@ -62,7 +62,7 @@ def test_a_job_above_the_limit_is_refused_with_the_numbers():
 @pytest.mark.parametrize("seconds, text", [(0.2, "1 s"), (45, "45 s"), (600, "10 min"),
                                            (61200, "17.0 h")])
 def test_durations_read_like_a_person_would_say_them(seconds, text):
-    assert sizing.format_seconds(seconds) == text
+    assert units.format_seconds(seconds) == text
 
 
 def test_a_bench_measurement_is_kept_for_the_next_run(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ SDPA measured 1.3-2.9x slower there with torch 2.13 on this CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,8 +49,6 @@ INFO = ArchInfo(
 #: Spatial attention windows are 8x8 in the official code whatever ``window_size`` says.
 SPATIAL_WINDOW = 8
 
-_VARIANT_BLOCKS = {"ASID": 3, "ASID-D8": 8}
-
 
 @dataclass(frozen=True)
 class ASIDConfig:
@@ -72,16 +71,23 @@ class ASIDConfig:
     in_ch: int = 3
 
 
+#: The published variants, at x4 (:func:`config` gives the other scales).
+VARIANTS: dict[str, ASIDConfig] = {
+    "ASID": ASIDConfig(variant="ASID", num_blocks=3),
+    "ASID-D8": ASIDConfig(variant="ASID-D8", num_blocks=8),
+}
+
+
 def config(variant: str = "ASID", scale: int = 4) -> ASIDConfig:
     """The official configuration of ``variant`` (``"ASID"`` or ``"ASID-D8"``) at ``scale``."""
     key = variant.upper().replace("_", "-")
     if key in ("ASIDD8", "D8"):
         key = "ASID-D8"
-    if key not in _VARIANT_BLOCKS:
-        raise ValueError(f"unknown ASID variant '{variant}' (known: {', '.join(_VARIANT_BLOCKS)})")
+    if key not in VARIANTS:
+        raise ValueError(f"unknown ASID variant '{variant}' (known: {', '.join(VARIANTS)})")
     if scale not in (2, 3, 4):
         raise ValueError(f"ASID is released for scales 2, 3 and 4, not {scale}")
-    return ASIDConfig(variant=key, scale=scale, num_blocks=_VARIANT_BLOCKS[key])
+    return dataclasses.replace(VARIANTS[key], scale=scale)
 
 
 # --- channels-last helpers ------------------------------------------------------------------
@@ -587,7 +593,12 @@ class ASID(nn.Module):
         return y[..., : h * s, : w * s]
 
 
-# --- family contract ------------------------------------------------------------------------
+def build(cfg: ASIDConfig) -> ASID:
+    """The network for ``cfg`` (random weights), in eval mode."""
+    return ASID(cfg).eval()
+
+
+# --- detection ------------------------------------------------------------------------------
 _SIGNATURE = "block0.residual_layer.0.SLA1.attn.to_qkv.weight"
 
 
@@ -618,14 +629,9 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> ASIDConfig | None:
         n += 1
         in_range(n, *LIMITS["num_blocks"], "a block count of", f"block{n - 1}.res_end.weight",
                  "ASID")
-    variant = next((v for v, k in _VARIANT_BLOCKS.items() if k == n), f"ASID-D{n}")
+    variant = next((v for v, c in VARIANTS.items() if c.num_blocks == n), f"ASID-D{n}")
     return ASIDConfig(variant=variant, scale=scale, num_blocks=n, num_feat=int(feat),
                       in_ch=int(in_ch))
-
-
-def build(cfg: ASIDConfig) -> ASID:
-    """The network for ``cfg`` (random weights), in eval mode."""
-    return ASID(cfg).eval()
 
 
 def estimate_memory(cfg: ASIDConfig, h: int, w: int, dtype_bytes: int = 4) -> int:

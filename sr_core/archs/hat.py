@@ -78,10 +78,11 @@ class HATConfig:
         return int(self.window_size * self.overlap_ratio) + self.window_size
 
 
-_VARIANTS: dict[str, dict] = {
-    "HAT-S": {"embed_dim": 144, "compress_ratio": 24, "squeeze_factor": 24},
-    "HAT": {},
-    "HAT-L": {"depths": (6,) * 12, "num_heads": (6,) * 12},
+#: The published variants, at x4 (:func:`config` gives the other scales).
+VARIANTS: dict[str, HATConfig] = {
+    "HAT-S": HATConfig(variant="HAT-S", embed_dim=144, compress_ratio=24, squeeze_factor=24),
+    "HAT": HATConfig(variant="HAT"),
+    "HAT-L": HATConfig(variant="HAT-L", depths=(6,) * 12, num_heads=(6,) * 12),
 }
 _SCALES = (2, 3, 4)
 
@@ -91,11 +92,11 @@ def config(variant: str = "HAT", scale: int = 4) -> HATConfig:
     key = variant.upper()
     if not key.startswith("HAT"):
         key = f"HAT-{key}"
-    if key not in _VARIANTS:
-        raise ValueError(f"unknown HAT variant {variant!r}; known: {', '.join(_VARIANTS)}")
+    if key not in VARIANTS:
+        raise ValueError(f"unknown HAT variant {variant!r}; known: {', '.join(VARIANTS)}")
     if scale not in _SCALES:
         raise ValueError(f"HAT is released for scales 2, 3 and 4, not {scale}")
-    return HATConfig(variant=key, scale=scale, **_VARIANTS[key])
+    return dataclasses.replace(VARIANTS[key], scale=scale)
 
 
 # --- relative-position index tables ---------------------------------------------------------
@@ -454,8 +455,8 @@ def _upsample(scale: int, nf: int) -> nn.Sequential:
 
 
 def build(cfg: HATConfig) -> HAT:
-    """Build the network for ``cfg`` (random weights; load a state dict into it)."""
-    return HAT(cfg)
+    """The network for ``cfg`` (random weights; load a state dict into it), in eval mode."""
+    return HAT(cfg).eval()
 
 
 # --- detection ------------------------------------------------------------------------------
@@ -575,7 +576,7 @@ def detect(sd: Mapping[str, torch.Tensor]) -> HATConfig | None:
         resi_connection="1conv" if "conv_after_body.weight" in sd else "identity",
     )
     _check_index_buffers(sd, cfg)
-    for name in _VARIANTS:
+    for name in VARIANTS:
         if scale in _SCALES and dataclasses.replace(config(name, scale), variant="custom") == cfg:
             return dataclasses.replace(cfg, variant=name)
     return cfg

@@ -24,6 +24,7 @@ Where this differs from the official code, only in how it computes:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -83,11 +84,11 @@ class HPINetConfig:
     layers_per_block: int = 3
 
 
-_VARIANTS: dict[str, tuple[int, int, int, tuple[int, ...]]] = {
-    # variant: (dim, qk_dim, mlp_dim, patch sizes)
-    "S": (40, 24, 72, _SMALL_MEDIUM_PATCHES),
-    "M": (56, 32, 100, _SMALL_MEDIUM_PATCHES),
-    "L": (64, 36, 128, _LARGE_PATCHES),
+#: The published variants, at x4 (:func:`config` gives the other scales).
+VARIANTS: dict[str, HPINetConfig] = {
+    "S": HPINetConfig("S", 4, dim=40, qk_dim=24, mlp_dim=72, patch_sizes=_SMALL_MEDIUM_PATCHES),
+    "M": HPINetConfig("M", 4, dim=56, qk_dim=32, mlp_dim=100, patch_sizes=_SMALL_MEDIUM_PATCHES),
+    "L": HPINetConfig("L", 4, dim=64, qk_dim=36, mlp_dim=128, patch_sizes=_LARGE_PATCHES),
 }
 _SCALES = (2, 3, 4)
 
@@ -95,78 +96,11 @@ _SCALES = (2, 3, 4)
 def config(variant: str, scale: int) -> HPINetConfig:
     """The official configuration of ``variant`` (``"S"``, ``"M"``, ``"L"``) at ``scale``."""
     key = variant.upper()
-    if key not in _VARIANTS:
+    if key not in VARIANTS:
         raise ValueError(f"unknown HPINet variant {variant!r}; expected one of S, M, L")
     if scale not in _SCALES:
         raise ValueError(f"HPINet supports scales 2, 3 and 4, not {scale}")
-    dim, qk_dim, mlp_dim, patches = _VARIANTS[key]
-    return HPINetConfig(key, scale, dim, qk_dim, mlp_dim, patches)
-
-
-# --- detection ----------------------------------------------------------------------------
-_MARKERS = ("first_conv.weight", "cross_match.0.norm.weight",
-            "blocks.0.layers.0.0.fn.to_q.weight", "mid_convs.0.weight", "last_conv.weight")
-
-
-def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
-    rx = re.compile(pattern)
-    found = {int(m.group(1)) for k in sd for m in [rx.fullmatch(k)] if m}
-    n = 0
-    while n in found:
-        n += 1
-    return n
-
-
-#: Hyper-parameter ranges detect() accepts: far above HPINet-L (64/36/128, depth 2), but
-#: finite, so that absurd shapes are refused before the network is built.
-LIMITS = {"dim": (4, 512), "qk_dim": (1, 512), "mlp_dim": (1, 4096), "depth": (1, 32)}
-
-
-def detect(state_dict: Mapping[str, torch.Tensor]) -> HPINetConfig | None:
-    """Recognise an HPINet state dict and read its configuration from keys and shapes.
-
-    Returns ``None`` when the keys are not HPINet's. The variant follows from the width and
-    block count (patch sizes cannot be read from weights, so unknown block counts are not
-    recognised); the scale from the reconstruction convs.
-    """
-    sd = state_dict
-    if not all(k in sd for k in _MARKERS):
-        return None
-    dim = in_range(shape_of(sd, "first_conv.weight", 4)[0], *LIMITS["dim"], "a width of",
-                   "first_conv.weight", "HPINet")
-    q_key = "blocks.0.layers.0.0.fn.to_q.weight"
-    qk_dim = in_range(shape_of(sd, q_key, 2)[0], *LIMITS["qk_dim"], "a key width of", q_key,
-                      "HPINet")
-    fc1 = sd.get("blocks.0.layers.0.1.fn.fc1.weight")
-    if fc1 is None:
-        return None
-    mlp_dim = in_range(shape_of(sd, "blocks.0.layers.0.1.fn.fc1.weight", 2)[0],
-                       *LIMITS["mlp_dim"], "an MLP width of",
-                       "blocks.0.layers.0.1.fn.fc1.weight", "HPINet")
-    blocks = _count(sd, r"blocks\.(\d+)\.layers\.0\.0\.fn\.to_q\.weight")
-    depth = in_range(_count(sd, r"blocks\.0\.layers\.(\d+)\.0\.fn\.to_q\.weight"),
-                     *LIMITS["depth"], "a depth of", q_key, "HPINet")
-
-    if "upconv1.weight" in sd and "upconv2.weight" in sd:
-        scale = 4
-    elif "upconv.weight" in sd:
-        ratio = sd["upconv.weight"].shape[0] / dim
-        scale = round(math.sqrt(ratio))
-        if scale * scale != ratio or scale not in (2, 3):
-            return None
-    else:
-        return None
-
-    variant = next((v for v, (d, q, m, p) in _VARIANTS.items()
-                    if (d, q, m, len(p)) == (dim, qk_dim, mlp_dim, blocks)), None)
-    if variant is not None:
-        patches = _VARIANTS[variant][3]
-    else:
-        by_count = {len(p): p for p in (_SMALL_MEDIUM_PATCHES, _LARGE_PATCHES)}
-        if blocks not in by_count:
-            return None
-        variant, patches = "custom", by_count[blocks]
-    return HPINetConfig(variant, scale, dim, qk_dim, mlp_dim, patches, depth)
+    return dataclasses.replace(VARIANTS[key], scale=scale)
 
 
 # --- patch grid ---------------------------------------------------------------------------
@@ -371,8 +305,76 @@ class HPINet(nn.Module):
 
 
 def build(cfg: HPINetConfig) -> HPINet:
-    """The HPINet network for ``cfg`` (random weights; load a state dict into it)."""
-    return HPINet(cfg)
+    """The HPINet network for ``cfg`` (random weights; load a state dict into it), in eval
+    mode."""
+    return HPINet(cfg).eval()
+
+
+# --- detection ----------------------------------------------------------------------------
+_MARKERS = ("first_conv.weight", "cross_match.0.norm.weight",
+            "blocks.0.layers.0.0.fn.to_q.weight", "mid_convs.0.weight", "last_conv.weight")
+
+
+def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in sd for m in [rx.fullmatch(k)] if m}
+    n = 0
+    while n in found:
+        n += 1
+    return n
+
+
+#: Hyper-parameter ranges detect() accepts: far above HPINet-L (64/36/128, depth 2), but
+#: finite, so that absurd shapes are refused before the network is built.
+LIMITS = {"dim": (4, 512), "qk_dim": (1, 512), "mlp_dim": (1, 4096), "depth": (1, 32)}
+
+
+def detect(state_dict: Mapping[str, torch.Tensor]) -> HPINetConfig | None:
+    """Recognise an HPINet state dict and read its configuration from keys and shapes.
+
+    Returns ``None`` when the keys are not HPINet's. The variant follows from the width and
+    block count (patch sizes cannot be read from weights, so unknown block counts are not
+    recognised); the scale from the reconstruction convs.
+    """
+    sd = state_dict
+    if not all(k in sd for k in _MARKERS):
+        return None
+    dim = in_range(shape_of(sd, "first_conv.weight", 4)[0], *LIMITS["dim"], "a width of",
+                   "first_conv.weight", "HPINet")
+    q_key = "blocks.0.layers.0.0.fn.to_q.weight"
+    qk_dim = in_range(shape_of(sd, q_key, 2)[0], *LIMITS["qk_dim"], "a key width of", q_key,
+                      "HPINet")
+    fc1 = sd.get("blocks.0.layers.0.1.fn.fc1.weight")
+    if fc1 is None:
+        return None
+    mlp_dim = in_range(shape_of(sd, "blocks.0.layers.0.1.fn.fc1.weight", 2)[0],
+                       *LIMITS["mlp_dim"], "an MLP width of",
+                       "blocks.0.layers.0.1.fn.fc1.weight", "HPINet")
+    blocks = _count(sd, r"blocks\.(\d+)\.layers\.0\.0\.fn\.to_q\.weight")
+    depth = in_range(_count(sd, r"blocks\.0\.layers\.(\d+)\.0\.fn\.to_q\.weight"),
+                     *LIMITS["depth"], "a depth of", q_key, "HPINet")
+
+    if "upconv1.weight" in sd and "upconv2.weight" in sd:
+        scale = 4
+    elif "upconv.weight" in sd:
+        ratio = sd["upconv.weight"].shape[0] / dim
+        scale = round(math.sqrt(ratio))
+        if scale * scale != ratio or scale not in (2, 3):
+            return None
+    else:
+        return None
+
+    variant = next((v for v, c in VARIANTS.items() if (c.dim, c.qk_dim, c.mlp_dim,
+                                                        len(c.patch_sizes)) ==
+                    (dim, qk_dim, mlp_dim, blocks)), None)
+    if variant is not None:
+        patches = VARIANTS[variant].patch_sizes
+    else:
+        by_count = {len(p): p for p in (_SMALL_MEDIUM_PATCHES, _LARGE_PATCHES)}
+        if blocks not in by_count:
+            return None
+        variant, patches = "custom", by_count[blocks]
+    return HPINetConfig(variant, scale, dim, qk_dim, mlp_dim, patches, depth)
 
 
 def estimate_memory(cfg: HPINetConfig, h: int, w: int, dtype_bytes: int = 4) -> int:

@@ -19,6 +19,7 @@ by 255 itself, and never writes into its argument.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,90 +82,17 @@ class SPINConfig:
         return len(self.stoken_sizes)
 
 
+#: The published variants, at x4 (:func:`config` gives the other scales).
+VARIANTS: dict[str, SPINConfig] = {"light": SPINConfig(variant="light")}
+
+
 def config(variant: str = "light", scale: int = 4) -> SPINConfig:
     """The official configuration of ``variant`` (only ``"light"`` exists) at ``scale``."""
-    if variant.lower() != "light":
+    if variant.lower() not in VARIANTS:
         raise ValueError(f"SPIN has one official variant, 'light', not {variant!r}")
     if scale not in SCALES:
         raise ValueError(f"SPIN supports scales {SCALES}, not {scale}")
-    return SPINConfig(scale=scale)
-
-
-#: Hyper-parameter ranges detect() accepts: far above SPIN-light (40/24/72, 8 blocks), but
-#: finite, so that absurd shapes are refused before the network is built.
-LIMITS = {"dim": (4, 512), "in_chans": (1, 4), "qk_dim": (1, 512), "mlp_dim": (1, 4096),
-          "num_blocks": (1, 64)}
-
-
-def detect(state_dict: Mapping[str, torch.Tensor]) -> SPINConfig | None:
-    """Read a SPIN configuration from a state dict's keys and shapes; None if not SPIN.
-
-    Cell sizes and the head count leave no trace in the weights: the official values are
-    assumed (cell sizes repeat 12, 16, 20, 24 when the block count differs from 8). SPIN
-    weights with no usable upsampler raise :class:`CheckpointError`.
-    """
-    sd = state_dict
-    needed = ("first_conv.weight", "last_conv.weight", "blocks.0.inter_layer.0.sp.weight",
-              "blocks.0.intra_layer.0.q.weight", "blocks.0.local_layer.0.attn.to_q.weight",
-              "blocks.0.inter_layer.1.fc1.weight")
-    if any(k not in sd for k in needed):
-        return None
-    dim, in_chans = shape_of(sd, "first_conv.weight", 4)[:2]
-    in_range(dim, *LIMITS["dim"], "a width of", "first_conv.weight", "SPIN")
-    in_range(in_chans, *LIMITS["in_chans"], "an input channel count of", "first_conv.weight",
-             "SPIN")
-    qk_key, mlp_key = "blocks.0.inter_layer.0.sp.weight", "blocks.0.inter_layer.1.fc1.weight"
-    qk_dim = in_range(sd[qk_key].shape[0] if sd[qk_key].dim() else 0, *LIMITS["qk_dim"],
-                      "a key width of", qk_key, "SPIN")
-    mlp_dim = in_range(sd[mlp_key].shape[0] if sd[mlp_key].dim() else 0, *LIMITS["mlp_dim"],
-                       "an MLP width of", mlp_key, "SPIN")
-    num_blocks = 0
-    while f"blocks.{num_blocks}.inter_layer.0.sp.weight" in sd:
-        num_blocks += 1
-        in_range(num_blocks, *LIMITS["num_blocks"], "a block count of",
-                 f"blocks.{num_blocks - 1}.inter_layer.0.sp.weight", "SPIN")
-    if "upconv1.weight" in sd and "upconv2.weight" in sd:
-        scale = 4
-    elif "upconv.weight" in sd:
-        ratio = int(sd["upconv.weight"].shape[0]) / dim
-        scale = math.isqrt(int(ratio))
-        if scale * scale != ratio or scale not in (2, 3):
-            raise CheckpointError(
-                f"SPIN weights whose upsampler has {int(sd['upconv.weight'].shape[0])} "
-                f"channels for width {dim}, which is no supported scale (x2, x3, x4).")
-    else:
-        raise CheckpointError("SPIN weights without an upsampler (upconv or upconv1/upconv2).")
-    if num_blocks == len(OFFICIAL_STOKEN_SIZES):
-        sizes = OFFICIAL_STOKEN_SIZES
-    else:
-        sizes = tuple(OFFICIAL_STOKEN_SIZES[i % 4] for i in range(num_blocks))
-    official = (dim, in_chans, qk_dim, mlp_dim, num_blocks) == (40, 3, 24, 72, 8)
-    return SPINConfig(variant="light" if official else "custom", scale=scale, in_chans=in_chans,
-                      dim=dim, qk_dim=qk_dim, mlp_dim=mlp_dim, stoken_sizes=sizes)
-
-
-def build(cfg: SPINConfig) -> SPIN:
-    """The network for ``cfg``, with the official state-dict keys, in eval mode."""
-    return SPIN(cfg).eval()
-
-
-def estimate_memory(cfg: SPINConfig, h: int, w: int, dtype_bytes: int = 4) -> int:
-    """Peak working bytes of one forward on an ``h x w`` input at batch 1.
-
-    Linear in the pixel count (the association is sparse and every attention is fused):
-    about 11 feature maps of width ``dim`` for a block, plus about 3 maps of ``dim`` channels
-    at the output resolution for the upsampler (convolution output, its reorder, the pixel
-    shuffle). Fitted as an upper envelope of CPU measurements, 64x64 to 512x512 at x2, x3
-    and x4 (``benchmarks/bench_spin.py``); from 128x128 up it exceeds them by 10-80%.
-    """
-    per_pixel = cfg.dim * (_BLOCK_MAPS + _UPSAMPLER_MAPS * cfg.scale**2)
-    return int(per_pixel * h * w * dtype_bytes + _BASE_BYTES)
-
-
-# Calibration of estimate_memory (feature maps of ``dim`` channels per input pixel).
-_BLOCK_MAPS = 11.0
-_UPSAMPLER_MAPS = 3.0
-_BASE_BYTES = 8 << 20
+    return dataclasses.replace(VARIANTS[variant.lower()], scale=scale)
 
 
 # --- superpixel association --------------------------------------------------------------
@@ -589,3 +517,83 @@ class SPIN(nn.Module):
         else:
             out = F.leaky_relu(F.pixel_shuffle(self.upconv(f), s), 0.1, inplace=True)
         return (base + self.last_conv(out)).contiguous() * 255.0
+
+
+# --- building, detection, memory ---------------------------------------------------------
+
+
+def build(cfg: SPINConfig) -> SPIN:
+    """The network for ``cfg``, with the official state-dict keys, in eval mode."""
+    return SPIN(cfg).eval()
+
+
+#: Hyper-parameter ranges detect() accepts: far above SPIN-light (40/24/72, 8 blocks), but
+#: finite, so that absurd shapes are refused before the network is built.
+LIMITS = {"dim": (4, 512), "in_chans": (1, 4), "qk_dim": (1, 512), "mlp_dim": (1, 4096),
+          "num_blocks": (1, 64)}
+
+
+def detect(state_dict: Mapping[str, torch.Tensor]) -> SPINConfig | None:
+    """Read a SPIN configuration from a state dict's keys and shapes; None if not SPIN.
+
+    Cell sizes and the head count leave no trace in the weights: the official values are
+    assumed (cell sizes repeat 12, 16, 20, 24 when the block count differs from 8). SPIN
+    weights with no usable upsampler raise :class:`CheckpointError`.
+    """
+    sd = state_dict
+    needed = ("first_conv.weight", "last_conv.weight", "blocks.0.inter_layer.0.sp.weight",
+              "blocks.0.intra_layer.0.q.weight", "blocks.0.local_layer.0.attn.to_q.weight",
+              "blocks.0.inter_layer.1.fc1.weight")
+    if any(k not in sd for k in needed):
+        return None
+    dim, in_chans = shape_of(sd, "first_conv.weight", 4)[:2]
+    in_range(dim, *LIMITS["dim"], "a width of", "first_conv.weight", "SPIN")
+    in_range(in_chans, *LIMITS["in_chans"], "an input channel count of", "first_conv.weight",
+             "SPIN")
+    qk_key, mlp_key = "blocks.0.inter_layer.0.sp.weight", "blocks.0.inter_layer.1.fc1.weight"
+    qk_dim = in_range(sd[qk_key].shape[0] if sd[qk_key].dim() else 0, *LIMITS["qk_dim"],
+                      "a key width of", qk_key, "SPIN")
+    mlp_dim = in_range(sd[mlp_key].shape[0] if sd[mlp_key].dim() else 0, *LIMITS["mlp_dim"],
+                       "an MLP width of", mlp_key, "SPIN")
+    num_blocks = 0
+    while f"blocks.{num_blocks}.inter_layer.0.sp.weight" in sd:
+        num_blocks += 1
+        in_range(num_blocks, *LIMITS["num_blocks"], "a block count of",
+                 f"blocks.{num_blocks - 1}.inter_layer.0.sp.weight", "SPIN")
+    if "upconv1.weight" in sd and "upconv2.weight" in sd:
+        scale = 4
+    elif "upconv.weight" in sd:
+        ratio = int(sd["upconv.weight"].shape[0]) / dim
+        scale = math.isqrt(int(ratio))
+        if scale * scale != ratio or scale not in (2, 3):
+            raise CheckpointError(
+                f"SPIN weights whose upsampler has {int(sd['upconv.weight'].shape[0])} "
+                f"channels for width {dim}, which is no supported scale (x2, x3, x4).")
+    else:
+        raise CheckpointError("SPIN weights without an upsampler (upconv or upconv1/upconv2).")
+    if num_blocks == len(OFFICIAL_STOKEN_SIZES):
+        sizes = OFFICIAL_STOKEN_SIZES
+    else:
+        sizes = tuple(OFFICIAL_STOKEN_SIZES[i % 4] for i in range(num_blocks))
+    official = (dim, in_chans, qk_dim, mlp_dim, num_blocks) == (40, 3, 24, 72, 8)
+    return SPINConfig(variant="light" if official else "custom", scale=scale, in_chans=in_chans,
+                      dim=dim, qk_dim=qk_dim, mlp_dim=mlp_dim, stoken_sizes=sizes)
+
+
+def estimate_memory(cfg: SPINConfig, h: int, w: int, dtype_bytes: int = 4) -> int:
+    """Peak working bytes of one forward on an ``h x w`` input at batch 1.
+
+    Linear in the pixel count (the association is sparse and every attention is fused):
+    about 11 feature maps of width ``dim`` for a block, plus about 3 maps of ``dim`` channels
+    at the output resolution for the upsampler (convolution output, its reorder, the pixel
+    shuffle). Fitted as an upper envelope of CPU measurements, 64x64 to 512x512 at x2, x3
+    and x4 (``benchmarks/bench_spin.py``); from 128x128 up it exceeds them by 10-80%.
+    """
+    per_pixel = cfg.dim * (_BLOCK_MAPS + _UPSAMPLER_MAPS * cfg.scale**2)
+    return int(per_pixel * h * w * dtype_bytes + _BASE_BYTES)
+
+
+# Calibration of estimate_memory (feature maps of ``dim`` channels per input pixel).
+_BLOCK_MAPS = 11.0
+_UPSAMPLER_MAPS = 3.0
+_BASE_BYTES = 8 << 20

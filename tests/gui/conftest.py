@@ -70,9 +70,9 @@ def cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture()
 def tiny_model(cache, tiny_checkpoint) -> str:
     """The tiny model imported into the private cache; returns its id."""
-    from sr_core import catalog
+    from sr_core import installer
 
-    return catalog.import_checkpoint(tiny_checkpoint, name="tiny-x2").id
+    return installer.import_checkpoint(tiny_checkpoint, name="tiny-x2").id
 
 
 @pytest.fixture()

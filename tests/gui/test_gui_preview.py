@@ -64,9 +64,9 @@ def test_preview_of_the_whole_view_is_capped_to_a_quick_region(qtbot, window, ti
 
 def test_switching_the_model_reruns_only_the_preview(qtbot, window, cache, tiny_checkpoint,
                                                      tiny_model, tmp_path):
-    from sr_core import catalog
+    from sr_core import installer
 
-    other = catalog.import_checkpoint(tiny_checkpoint, name="tiny-other").id
+    other = installer.import_checkpoint(tiny_checkpoint, name="tiny-other").id
     window.options.refresh_models()
     pic = write_picture(tmp_path / "in" / "dune.png", 300, 200)
     open_picture(qtbot, window, pic)
@@ -171,9 +171,9 @@ def test_preview_pixels_are_the_models_output_for_that_region(qtbot, window, tin
 
 def test_two_models_previews_of_one_region_side_by_side(qtbot, window, cache, tiny_checkpoint,
                                                        tiny_model, tmp_path):
-    from sr_core import catalog
+    from sr_core import installer
 
-    other = catalog.import_checkpoint(tiny_checkpoint, name="tiny-rival").id
+    other = installer.import_checkpoint(tiny_checkpoint, name="tiny-rival").id
     window.options.refresh_models()
     pic = write_picture(tmp_path / "in" / "reef.png", 240, 160)
     open_picture(qtbot, window, pic)

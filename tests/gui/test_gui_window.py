@@ -107,7 +107,7 @@ def test_upscale_finishes_shows_the_result_and_the_window_stays_responsive(
     assert window.result is not None, window.message.text()
 
     out = window.result.path
-    assert out.parent == pic.parent and out.name == "street_x2_ASID-D1.png"
+    assert out.parent == pic.parent and out.name == "street_x2.png"
     assert (read_image(out).width, read_image(out).height) == (960, 720)
     after = window.compare.after.image
     assert (after.width, after.height) == (960, 720)
