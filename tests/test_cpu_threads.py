@@ -11,7 +11,7 @@ import torch
 
 from sr_core import device as devmod
 from sr_core.engine import Upscaler
-from sr_core.models import load_model
+from sr_core.loader import load_model
 
 
 def _running(*counts: int):
