@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr_core.batch import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, BatchOptions
+from sr_core.batch import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, BatchOptions, ExistingPolicy
 
 from .messages import Reply
 from .options_panel import OutputChoice
@@ -44,8 +44,10 @@ from .worker import WorkerThread
 
 __all__ = ["BatchPanel", "eta_text"]
 
-POLICIES = (("skip", "Skip them"), ("overwrite", "Overwrite them"),
-            ("number", "Keep both (numbered name)"))
+_POLICY_TITLES = {ExistingPolicy.SKIP: "Skip them", ExistingPolicy.OVERWRITE: "Overwrite them",
+                  ExistingPolicy.NUMBER: "Keep both (numbered name)"}
+#: The engine's existing-output policies with their titles.
+POLICIES = tuple((p.value, _POLICY_TITLES[p]) for p in ExistingPolicy)
 _STATUS_TEXT = {"pending": "waiting", "done": "done", "skipped": "skipped", "failed": "failed"}
 _STATUS_COLOUR = {"done": QColor(40, 140, 60), "failed": QColor(179, 38, 30),
                   "skipped": QColor(120, 120, 120)}

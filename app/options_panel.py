@@ -3,6 +3,7 @@ and quality, device. ``choice()`` returns them as one value the workers understa
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
@@ -25,15 +26,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr_core import catalog
+from sr_core import catalog, formats
+from sr_core.device import DEVICE_CHOICES
 from sr_core.errors import FinescaleError
 
 from .models_dialog import size_text
 from .settings import Settings
 
-FORMATS = (("same", "Same as input"), ("PNG", "PNG"), ("JPEG", "JPEG"), ("WEBP", "WebP"),
-           ("TIFF", "TIFF"))
-DEVICES = (("auto", "Automatic (GPU if available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"))
+#: The formats this install writes, as the engine names them, with their titles.
+FORMATS = (("same", "Same as input"), *((f, formats.TITLES[f]) for f in formats.write_formats()))
+_DEVICE_TITLES = {"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "CUDA GPU",
+                  "mps": "Apple GPU (Metal)"}
+#: The engine's device words with their titles (Apple's GPU only where there can be one).
+DEVICES = tuple((d, _DEVICE_TITLES.get(d, d)) for d in DEVICE_CHOICES
+                if d != "mps" or sys.platform == "darwin")
 SIZE_MODES = ("model", "factor", "width", "height")
 
 

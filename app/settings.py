@@ -11,15 +11,20 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from sr_core import formats
+from sr_core.batch import POLICIES, SAME_FORMAT
+from sr_core.device import DEVICE_CHOICES
+
 ORGANISATION = "Finescale"
 APPLICATION = "Finescale"
 
 SCALE_MODES = ("model", "factor", "width", "height")
-OUTPUT_FORMATS = ("same", "PNG", "JPEG", "WEBP", "TIFF")
-DEVICES = ("auto", "cpu", "cuda")
+#: The engine's words, stored as they are: its formats (plus "same"), devices and policies.
+OUTPUT_FORMATS = (SAME_FORMAT, *formats.write_formats())
+DEVICES = DEVICE_CHOICES
 COMPARE_MODES = ("side", "wipe")
 ORIGINAL_AS = ("pixels", "smooth")
-EXISTING_POLICIES = ("skip", "overwrite", "number")
+EXISTING_POLICIES = POLICIES
 
 #: key -> (type, default)
 _SPEC: dict[str, tuple[type, Any]] = {

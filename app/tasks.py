@@ -188,12 +188,13 @@ class UpscaleJob:
 
     def run(self, send: Send) -> UpscaleResult:
         """Upscale, write the result under a free name, and return it."""
+        from sr_core.device import dtype_name
         from sr_core.imageio import write_image
 
         started = time.perf_counter()
         up = (self.engines or Engines()).get(self, send)
         photo = self.picture.photo
-        send(Status(f"Upscaling with {up.model.name}..."))
+        send(Status(f"Upscaling with {up.model.name} in {dtype_name(up.dtype)}..."))
         out = up.upscale(photo, progress=lambda d, t, eta: send(Progress(d, t, float(eta))),
                          cancel=self.cancel,
                          on_tile=lambda y0, x0, rgb: send(TileDone(y0, x0, rgb)),

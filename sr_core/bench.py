@@ -86,7 +86,7 @@ class BenchResult:
     memory: str               # "rss" (process peak resident set) or "cuda_allocated"
     gflop: float              # work of one picture
     gflop_per_s: float
-    threads: int              # torch's intra-op threads (what a CPU run could use)
+    threads: int              # intra-op threads of the last timed run (engine's choice)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``finescale bench --json`` object."""
@@ -244,7 +244,7 @@ def run_bench(model: Any, size: tuple[int, int] = (256, 256), *, device: str = "
         input=(h, w), output=(oh, ow), repeat=repeat, latency_s=med,
         latencies_s=tuple(times), mpix_per_s=oh * ow / 1e6 / med,
         peak_memory_bytes=peak, base_memory_bytes=base, memory="cuda_allocated" if cuda else "rss",
-        gflop=flops / 1e9, gflop_per_s=flops / 1e9 / med, threads=torch.get_num_threads(),
+        gflop=flops / 1e9, gflop_per_s=flops / 1e9 / med, threads=up.threads_used,
     )
 
 

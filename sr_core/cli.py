@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, formats, guards
+from .device import DEVICE_CHOICES, PRECISION_CHOICES
 from .errors import FinescaleError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -83,8 +84,8 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
                       help="output height in pixels (keeps the aspect ratio)")
     p.add_argument("--tile", default="auto", metavar="N|auto|0",
                    help="largest tile side in pixels, 'auto' (fit the memory) or 0 (whole image)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     p.add_argument("--format", choices=tuple(formats.OPTION_NAMES),
                    help="output format (default: the output name's, else the input's)")
     p.add_argument("--quality", type=guards.quality, default=95,
@@ -180,6 +181,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from .device import dtype_name
     from .engine import Upscaler
     from .errors import SameFileError
     from .imageio import read_image, write_image
@@ -235,9 +237,10 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                     say(f"{Path(name).name}: {w.message}")
             row.update(output=str(written), ok=True, width=out.width, height=out.height,
                        seconds=round(time.perf_counter() - started, 3), model=up.model.name,
-                       device=str(up.device))
+                       device=str(up.device), precision=dtype_name(up.dtype))
             if not args.json:
-                print(f"{name} -> {written} ({out.width}x{out.height})")
+                print(f"{name} -> {written} ({out.width}x{out.height}, "
+                      f"{dtype_name(up.dtype)})")
             del out
         except (FinescaleError, OSError) as e:
             if args.debug:
@@ -317,7 +320,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-every", type=guards.positive_int, default=250)
     p.add_argument("--workers", type=guards.count, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N")
     p.add_argument("--budget-minutes", type=guards.positive_number, metavar="MIN",
                    help="train for this much time over all resumes; the schedule follows time")
     p.add_argument("--degradation", metavar="MODEL",
@@ -381,7 +384,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=("auto", "official", "whole"), default="auto",
                    help="whole image, ASID's official 64/24 tiles, or what the authors did "
                         "(auto, the default)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     p.add_argument("--degradation", metavar="PRESET",
                    help="score on real-world inputs instead of clean bicubic LR, next to "
                         "Lanczos and bicubic enlargements of the same inputs. Fixed, seeded "
@@ -583,8 +586,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", required=True, help="checkpoint file or catalogue id")
     p.add_argument("--size", default="256x256", metavar="HxW",
                    help="input size in pixels (default 256x256)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     p.add_argument("--tile", default="auto",
                    help="'auto', 0 (whole image) or the tile side in pixels")
     p.add_argument("--repeat", type=int, default=3, help="timed runs (default 3)")
@@ -688,8 +691,8 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    help="start over even if OUT_DIR holds an unfinished run's report")
     p.add_argument("--tile", default="auto",
                    help="'auto', 0 (whole image) or the tile side in pixels")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     _add_clean_up(p)
     _add_size_limit(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .cleanup import default_clean_up
 from .device import (
+    choose_cpu_threads,
     choose_device,
     choose_dtype,
     describe,
@@ -225,7 +226,14 @@ class Upscaler:
         self.clean_up = clean_up
         self.tile_cache = tile_cache
         self.device = choose_device(device)
-        self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes)
+        self.dtype = choose_dtype(precision, self.device, self.model.info.half_dtypes,
+                                  cpu_bf16_ok=self.model.info.cpu_bf16_ok)
+        #: Most CPU threads a forward pass may use (torch's setting when this was made); each
+        #: pass asks ``device.choose_cpu_threads`` (fewer only where OpenMP's threads spin
+        #: and other processes hold cores).
+        self.max_threads = torch.get_num_threads()
+        #: Threads the latest forward pass ran with.
+        self.threads_used = self.max_threads
         self.overlap = overlap
         self.on_message = on_message
         self.context = max(32, int(self.model.info.context))
@@ -546,13 +554,20 @@ class Upscaler:
         Half precision that overflows (non-finite output) is abandoned for float32 for the
         rest of the run, with a notice: a silently black or speckled tile is worse than slow.
         """
-        y = self.model(x.to(self.dtype)).float()
-        if self.dtype != torch.float32 and not bool(torch.isfinite(y).all()):
-            self._message(f"{self.model.name} overflowed in {dtype_name(self.dtype)}; "
-                          "continuing in fp32.")
-            self.dtype = torch.float32
-            self.model.to(dtype=self.dtype)
-            y = self.model(x.float()).float()
+        before = torch.get_num_threads()
+        if self.device.type == "cpu" and self.max_threads > 1:
+            torch.set_num_threads(choose_cpu_threads(self.max_threads))
+        self.threads_used = torch.get_num_threads()
+        try:
+            y = self.model(x.to(self.dtype)).float()
+            if self.dtype != torch.float32 and not bool(torch.isfinite(y).all()):
+                self._message(f"{self.model.name} overflowed in {dtype_name(self.dtype)}; "
+                              "continuing in fp32.")
+                self.dtype = torch.float32
+                self.model.to(dtype=self.dtype)
+                y = self.model(x.float()).float()
+        finally:
+            torch.set_num_threads(before)
         return y
 
     def _preview(self, job: _Job, tile: Tile, hr: torch.Tensor) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from reference import shared_dir_or_none
 
+import sr_core  # noqa: F401 - before torch, as the programs do: OpenMP's idle threads sleep
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:

@@ -54,7 +54,7 @@ def test_upscales_beside_the_input_and_never_touches_it(tmp_path, weights, capsy
     with Image.open(tmp_path / "b_x2.jpg") as im:
         assert im.size == (60, 40) and im.format == "JPEG"
     assert (_digest(a), _digest(b)) == before
-    assert "a_x2.png" in out
+    assert "a_x2.png (64x48, fp32)" in out or "a_x2.png (64x48, bf16)" in out  # what ran
 
 
 def test_one_bad_file_fails_alone(tmp_path, weights, capsys):
@@ -115,6 +115,7 @@ def test_sixteen_bit_alpha_and_metadata_survive(tmp_path, weights, capsys):
     assert code == 0
     rows = json.loads(out)
     assert [r["ok"] for r in rows] == [True, True] and rows[0]["width"] == 64
+    assert rows[0]["precision"] in ("fp32", "bf16")
     deep = cv2.imread(str(tmp_path / "deep_x2.png"), cv2.IMREAD_UNCHANGED)
     assert deep.dtype == np.uint16 and deep.shape == (48, 64, 4)
     assert abs(int(deep[..., 3].mean()) - 40000) < 50

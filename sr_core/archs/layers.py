@@ -33,6 +33,9 @@ class ArchInfo:
         tile_multiple: tile sizes are aligned to this multiple (window / patch size).
         half_dtypes: reduced precisions known to be safe on CUDA, best first
             (e.g. ``("bfloat16",)`` for HAT, which overflows in float16).
+        cpu_bf16_ok: the family passed the CPU bf16 accuracy gate (bf16 against fp32 on a
+            real photo >= 45 dB PSNR, kept by ``tests/test_bf16_gate.py``), so that
+            ``--precision auto`` may run it in bf16 on a CPU with bf16 instructions.
     """
 
     name: str
@@ -44,6 +47,7 @@ class ArchInfo:
     context: int = 32
     tile_multiple: int = 8
     half_dtypes: tuple[str, ...] = ()
+    cpu_bf16_ok: bool = False
 
 
 def shape_of(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
