@@ -31,6 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from sr_core.units import format_bytes
+
 from .messages import (
     Cancelled,
     Download,
@@ -323,12 +325,12 @@ class Session(JobState):
             self.label = self.status = msg.text
             return "status"
         if isinstance(msg, Download):
-            mb = f"{msg.done / 1e6:.1f}"
+            done = format_bytes(msg.done)
             if msg.total:
                 self.fraction = msg.done / msg.total
-                self.label = f"Downloading the model: {mb} of {msg.total / 1e6:.1f} MB"
+                self.label = f"Downloading the model: {done} of {format_bytes(msg.total)}"
             else:
-                self.label = f"Downloading the model: {mb} MB"
+                self.label = f"Downloading the model: {done}"
             return "progress"
         if isinstance(msg, Progress):
             self.tiles = (msg.done, msg.total)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import enum
 import re
-import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +22,6 @@ from . import archs, cache, paths
 from .errors import (
     ModelNotFoundError,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["Availability", "catalog_file", "clean_up_pair", "clean_up_unavailable",
            "default_model", "entries", "Entry", "get", "is_community", "is_installed", "KINDS",
@@ -89,7 +84,7 @@ class Entry:
         return bool(self.urls or self.mirrors)
 
 
-class Availability(str, enum.Enum):
+class Availability(enum.StrEnum):
     """Where a model stands on this machine, in the one set of words the CLI and the window
     both use (the window capitalises them)."""
 
@@ -98,9 +93,6 @@ class Availability(str, enum.Enum):
     AVAILABLE = "available"  # a direct download exists
     MANUAL = "manual download"  # no direct link: get the file and import it
     MISSING = "missing"  # shipped, but absent from this installation (a damaged install)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

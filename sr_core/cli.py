@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, formats, guards
+from . import __version__, archs, formats, guards
 from .device import DEVICE_CHOICES, PRECISION_CHOICES
 from .errors import FinescaleError
 
@@ -299,7 +299,7 @@ def _check_job(args: argparse.Namespace, up: Any, name: str, photo: Any, dest: P
 # --- train ----------------------------------------------------------------------------------
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train weights for one of the architectures (resumable)")
-    p.add_argument("--arch", required=True, help="hpinet, hat, spin or asid")
+    p.add_argument("--arch", required=True, help=", ".join(archs.names()))
     p.add_argument("--variant", help="official variant (default: the smallest)")
     p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="HR training folders")

@@ -100,11 +100,6 @@ def _starts_with_step(size: int, patch: int, step: int) -> tuple[list[int], list
     return starts, unshifted
 
 
-def single_patch_starts(size: int, patch: int) -> tuple[list[int], list[int]]:
-    """Starts when the whole map is one patch (the official ``H == W == P`` case)."""
-    return _starts_with_step(size, patch, patch)
-
-
 def _pixel_index(rows: list[int], cols: list[int], patch: int, width: int,
                  device: torch.device) -> torch.Tensor:
     """Flat pixel indices ``(nh, nw, P, P)`` of every patch pixel in an ``H*W`` map."""
@@ -114,31 +109,11 @@ def _pixel_index(rows: list[int], cols: list[int], patch: int, width: int,
     return r[:, None, :, None] * width + c[None, :, None, :]
 
 
-def extract_patches(x: torch.Tensor, rows: list[int], cols: list[int], patch: int) -> torch.Tensor:
-    """Gather patches ``(B, n, C, P, P)`` (row-major patch order) from ``x`` ``(B, C, H, W)``."""
-    b, c, h, w = x.shape
-    idx = _pixel_index(rows, cols, patch, w, x.device)
-    nh, nw = len(rows), len(cols)
-    flat = x.reshape(b, c, h * w)[:, :, idx.reshape(-1)]  # (B, C, nh*nw*P*P)
-    return flat.view(b, c, nh * nw, patch, patch).transpose(1, 2)
-
-
-def scatter_add_patches(patches: torch.Tensor, rows: list[int], cols: list[int],
-                        height: int, width: int) -> torch.Tensor:
-    """Sum patches ``(B, n, C, P, P)`` into a zero map ``(B, C, H, W)`` at their positions."""
-    b, n, c, p, _ = patches.shape
-    idx = _pixel_index(rows, cols, p, width, patches.device).reshape(-1)
-    out = patches.new_zeros(b, c, height * width)
-    src = patches.transpose(1, 2).reshape(b, c, n * p * p)
-    out.index_add_(2, idx, src)
-    return out.view(b, c, height, width)
-
-
 def extract_patch_tokens(x: torch.Tensor, rows: list[int], cols: list[int],
                          patch: int) -> torch.Tensor:
     """Gather patches as tokens ``(B, n, P*P, C)`` from a channels-last map ``(B, H, W, C)``.
 
-    Same patches and order as :func:`extract_patches`, laid out for token-wise layers
+    Patches in row-major order, laid out for token-wise layers
     (LayerNorm, Linear, attention) without a transpose copy.
     """
     b, h, w, c = x.shape

@@ -5,26 +5,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .. import formats
 from ..errors import FinescaleError
 from ..naming import DEFAULT_TEMPLATE, check_template
-
-
-class StrEnum(str, Enum):
-    """An enum whose members are their strings (``enum.StrEnum`` is Python 3.11+ only).
-
-    Members compare, hash, print and serialise to JSON as their values, so the report and
-    the settings keep the words they always had.
-    """
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
 
 
 class ExistingPolicy(StrEnum):

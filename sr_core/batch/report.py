@@ -8,11 +8,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .options import BatchOptions, ModelLabel, StrEnum
+from .options import BatchOptions, ModelLabel
 
 REPORT_NAME = "finescale-report.json"
 

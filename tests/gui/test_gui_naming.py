@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from app.worker import EXTENSIONS, Picture, UpscaleJob, _free_path, _same_format, output_name
+from app.tasks import EXTENSIONS, Picture, UpscaleJob, _same_format, output_name
 from sr_core import cli
 from sr_core.batch import ModelLabel
 from sr_core.imageio import Photo
+from sr_core.naming import free_path
 
 
 @pytest.mark.parametrize(("suffix", "fmt", "out_format", "size"), [
@@ -40,4 +41,4 @@ def test_window_and_cli_give_one_picture_the_same_name(
 
 def test_window_free_name_is_the_batch_rule(tmp_path: Path) -> None:
     (tmp_path / "a_x4.png").write_bytes(b"")
-    assert _free_path(tmp_path, "a_x4.png") == tmp_path / "a_x4_2.png"
+    assert free_path(tmp_path / "a_x4.png") == tmp_path / "a_x4_2.png"
