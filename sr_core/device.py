@@ -39,7 +39,8 @@ else:
     torch = _Torch()
 
 __all__ = ["available_ram", "BF16_CPU_FLAGS", "choose_cpu_threads", "choose_device",
-           "choose_dtype", "CPU_BUDGET_CAP", "CPU_BUDGET_FRACTION", "cpu_has_fast_bf16",
+           "choose_dtype", "CPU_BF16_ENV", "CPU_BUDGET_CAP", "CPU_BUDGET_FRACTION",
+           "cpu_has_fast_bf16",
            "CUDA_BUDGET_FRACTION", "describe", "DEVICE_CHOICES", "dtype_name", "is_out_of_memory",
            "memory_budget", "MMAP_THRESHOLD", "omp_waits_sleep", "PRECISION_CHOICES",
            "release_cached_memory", "release_freed_memory_promptly", "usable_cores"]
@@ -47,6 +48,11 @@ __all__ = ["available_ram", "BF16_CPU_FLAGS", "choose_cpu_threads", "choose_devi
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+#: ``0`` keeps ``--precision auto`` in exact fp32 on every CPU (explicit ``bf16`` still
+#: works where the CPU has the instructions). The test suite sets it, so that its results do
+#: not depend on the CPU it runs on; the tests of the bf16 choice clear it.
+CPU_BF16_ENV = "FINESCALE_AUTO_CPU_BF16"
 
 #: Precision words -> torch dtype names.
 _DTYPES = {
@@ -183,7 +189,8 @@ def choose_dtype(request: str | torch.dtype, device: torch.device,
                     continue
                 if dt is not None:
                     return dt
-        if device.type == "cpu" and cpu_bf16_ok and cpu_has_fast_bf16():
+        if device.type == "cpu" and cpu_bf16_ok and cpu_has_fast_bf16() \
+                and os.environ.get(CPU_BF16_ENV, "").strip() != "0":
             return torch.bfloat16
         return torch.float32
     if req not in _DTYPES:

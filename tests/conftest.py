@@ -10,6 +10,11 @@ from reference import shared_dir_or_none
 
 import sr_core  # noqa: F401 - before torch, as the programs do: OpenMP's idle threads sleep
 
+# --precision auto picks bf16 on CPUs with bf16 instructions (the CI machine may have them,
+# this one may not): results must not depend on the CPU, so auto stays fp32 here (inherited
+# by the CLI and window subprocesses); the bf16 choice has its own tests.
+os.environ.setdefault("FINESCALE_AUTO_CPU_BF16", "0")
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:

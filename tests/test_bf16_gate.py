@@ -64,6 +64,7 @@ def test_bf16_stays_within_the_gate_on_a_real_photo(family) -> None:
 
 def _gated(monkeypatch, fast: bool) -> None:
     monkeypatch.setattr(devmod, "cpu_has_fast_bf16", lambda: fast)
+    monkeypatch.delenv(devmod.CPU_BF16_ENV, raising=False)  # conftest keeps auto in fp32
 
 
 def test_auto_uses_bf16_only_for_gated_families_on_a_bf16_cpu(monkeypatch) -> None:
