@@ -265,22 +265,29 @@ def test_out_dir_inside_in_dir_with_recursion(tmp_path: Path, upscaler: Upscaler
 
 # --- running: failures, cancel, resume, prefetch, progress ----------------------------------
 class _Recorder:
-    """Wraps the Upscaler: slows each file down, records timing, fails one file on purpose."""
+    """Wraps an Upscaler: records which files had been read when each upscale started, and
+    whether the next file was read while this one was still being upscaled (it waits for
+    that read, so the check is about order, never about how fast the machine is)."""
 
-    def __init__(self, inner: Upscaler, fail: str | None = None) -> None:
+    def __init__(self, inner: Upscaler, read: dict[str, threading.Event],
+                 fail: str | None = None) -> None:
         self.model = inner.model
         self.inner = inner
+        self.read = read
         self.fail = fail
-        self.spans: list[tuple[str, float, float]] = []
+        self.read_at_start: dict[str, set[str]] = {}
+        self.next_read_during: dict[str, bool] = {}
 
     def upscale(self, photo, **kw):  # noqa: ANN001, ANN003 - the Upscaler's signature
-        t0 = time.monotonic()
-        if self.fail and photo.source.name == self.fail:
+        name = photo.source.name
+        self.read_at_start[name] = {n for n, e in self.read.items() if e.is_set()}
+        if self.fail and name == self.fail:
             raise RuntimeError("simulated bug\nsecond line")
-        time.sleep(0.3)
-        out = self.inner.upscale(photo, **kw)
-        self.spans.append((photo.source.name, t0, time.monotonic()))
-        return out
+        nxt = f"img{int(name[3]) + 1}.png"
+        if nxt in self.read:
+            # 60 s only guards against a hang: a prefetching batch reads it meanwhile.
+            self.next_read_during[name] = self.read[nxt].wait(timeout=60)
+        return self.inner.upscale(photo, **kw)
 
 
 def test_prefetch_on_background_thread_and_a_bad_file_does_not_stop_the_batch(
@@ -289,21 +296,24 @@ def test_prefetch_on_background_thread_and_a_bad_file_does_not_stop_the_batch(
 
     src, dst = tmp_path / "in", tmp_path / "out"
     _flat(src, 3)
-    reads: dict[str, tuple[str, float]] = {}
+    threads: dict[str, str] = {}
+    read = {f"img{i}.png": threading.Event() for i in range(3)}
     real_read = batch._read
 
     def spy(job):  # noqa: ANN001, ANN202
-        reads[job.source.name] = (threading.current_thread().name, time.monotonic())
-        return real_read(job)
+        photo = real_read(job)
+        threads[job.source.name] = threading.current_thread().name
+        read[job.source.name].set()
+        return photo
 
     monkeypatch.setattr(batch, "_read", spy)
-    rec = _Recorder(upscaler, fail="img1.png")
+    rec = _Recorder(upscaler, read, fail="img1.png")
     events: list[BatchProgress] = []
     report = run_batch(plan_batch(src, dst, model=upscaler), rec, progress=events.append)
 
-    assert all(name.startswith("finescale-prefetch") for name, _ in reads.values())
-    spans = {name: (a, b) for name, a, b in rec.spans}
-    assert spans["img0.png"][0] < reads["img1.png"][1] < spans["img0.png"][1]  # one ahead
+    assert all(name.startswith("finescale-prefetch") for name in threads.values())
+    # One ahead: img1 is read while img0 is upscaled, and img2 not before img0 started.
+    assert rec.next_read_during["img0.png"] and "img2.png" not in rec.read_at_start["img0.png"]
     assert [r.input for r in report.done] == ["img0.png", "img2.png"]
     failed = report.failed[0]
     assert failed.input == "img1.png" and "RuntimeError (simulated bug)" in failed.reason
