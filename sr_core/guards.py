@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import WriteError
 
@@ -52,13 +53,17 @@ def os_error_sentence(e: OSError) -> str:
     return f"Cannot use {os.fsdecode(name)}: {what[0].lower()}{what[1:]}."
 
 
+def _read(kind: type[int] | type[float], text: str, expected: str) -> Any:
+    """``kind(text)``, or argparse's error "<expected>, not '<text>'"."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{expected}, not {text!r}") from None
+
+
 def quality(text: str) -> int:
     """argparse type: a JPEG/WebP/AVIF quality, 1..100."""
-    try:
-        q = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"quality must be a whole number 1-100, not "
-                                         f"{text!r}") from None
+    q = _read(int, text, "quality must be a whole number 1-100")
     if not 1 <= q <= 100:
         raise argparse.ArgumentTypeError(f"quality must be 1-100, not {q}")
     return q
@@ -66,11 +71,7 @@ def quality(text: str) -> int:
 
 def scale(text: str) -> float:
     """argparse type: an output scale, a finite number above 0 and at most 64."""
-    try:
-        s = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scale must be a number such as 2 or 1.5, not "
-                                         f"{text!r}") from None
+    s = _read(float, text, "scale must be a number such as 2 or 1.5")
     if not (math.isfinite(s) and 0 < s <= MAX_SCALE_OPTION):
         raise argparse.ArgumentTypeError(f"scale must be above 0 and at most "
                                          f"{MAX_SCALE_OPTION:g}, not {text}")
@@ -79,11 +80,7 @@ def scale(text: str) -> float:
 
 def side(text: str) -> int:
     """argparse type: an output width or height in pixels."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, not "
-                                         f"{text!r}") from None
+    n = _read(int, text, "expected a whole number of pixels")
     if not 1 <= n <= MAX_SIDE_OPTION:
         raise argparse.ArgumentTypeError(f"{n} pixels is outside 1-{MAX_SIDE_OPTION}")
     return n
@@ -91,11 +88,7 @@ def side(text: str) -> int:
 
 def megapixels(text: str) -> float:
     """argparse type: a positive number of megapixels."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of megapixels, not "
-                                         f"{text!r}") from None
+    v = _read(float, text, "expected a number of megapixels")
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"megapixels must be above 0, not {text}")
     return v
@@ -157,10 +150,7 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool) -> bool:
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number of at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    n = _read(int, text, "expected a whole number")
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
     return n
@@ -168,10 +158,7 @@ def positive_int(text: str) -> int:
 
 def count(text: str) -> int:
     """argparse type: a whole number of at least 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    n = _read(int, text, "expected a whole number")
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
     return n
@@ -179,10 +166,7 @@ def count(text: str) -> int:
 
 def positive_number(text: str) -> float:
     """argparse type: a finite number above 0 (learning rates, minutes)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    v = _read(float, text, "expected a number")
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
     return v
@@ -190,10 +174,7 @@ def positive_number(text: str) -> float:
 
 def decay(text: str) -> float:
     """argparse type: an EMA decay, 0 <= d < 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    v = _read(float, text, "expected a number")
     if not (math.isfinite(v) and 0 <= v < 1):
         raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
     return v
