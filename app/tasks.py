@@ -141,7 +141,7 @@ class Engines:
     def _model(self, job: UpscaleJob | PreviewJob, send: Send) -> Any:
         """``job``'s model; a clean-up pair's value is blended from the ends kept here,
         which gives the very weights :func:`prepare_model` would load."""
-        from sr_core.cleanup import blend
+        from sr_core.cleanup import blend, default_clean_up
 
         def load(model: str, clean_up: float | None) -> Any:
             self.loads += 1
@@ -149,10 +149,7 @@ class Engines:
                                  lambda done, total: send(Download(done, total)), clean_up)
 
         pair = None if Path(job.model).exists() else catalog.clean_up_pair(job.model)
-        t = job.clean_up
-        if pair is not None and t is None:
-            entry = catalog.get(job.model)
-            t = entry.clean_up if entry.kind == "photo" else None
+        t = job.clean_up if job.clean_up is not None else default_clean_up(job.model)
         if pair is None or t is None:
             return load(job.model, job.clean_up)
         if self._ends is None or self._ends[0] != pair:

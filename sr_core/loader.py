@@ -11,6 +11,7 @@ our families knows reach spandrel there, whatever the source.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import catalog, cleanup, installer
@@ -64,10 +65,10 @@ def load_model(source: Any, *, clean_up: float | None = None, arch: str | None =
             say("Loading the model...")
         return load_weights(source, arch=arch, **overrides)
     ends = cleanup.endpoints(source, clean_up)
-    for mid in ends.ids:
-        _install(mid, progress, cancel, say, download)
+    paths = [_install(mid, progress, cancel, say, download) for mid in ends.ids]
     say("Loading the model...")
-    loaded = [_from_cache(mid, arch, overrides) for mid in ends.ids]
+    loaded = [build_from_state_dict(read_state_dict(path), origin=mid, arch=arch, **overrides)
+              for mid, path in zip(ends.ids, paths, strict=True)]
     if ends.t is None:
         return loaded[0]
     return cleanup.blend(loaded[0], loaded[1], ends.t)
@@ -75,9 +76,10 @@ def load_model(source: Any, *, clean_up: float | None = None, arch: str | None =
 
 def _install(model_id: str, progress: Callable[[int, int | None], None] | None,
              cancel: CancelToken | None, say: Callable[[str], None],
-             options: DownloadOptions | None) -> None:
+             options: DownloadOptions | None) -> Path:
+    """The weights' path, downloading them first when they are not on this machine."""
     if catalog.is_installed(model_id):
-        return
+        return installer.install(model_id)  # there already: its path, at once
     entry = catalog.get(model_id)
     size = f" ({format_bytes(entry.size)})" if entry.size else ""
     say(f"Downloading {entry.title}{size}...")
@@ -88,10 +90,4 @@ def _install(model_id: str, progress: Callable[[int, int | None], None] | None,
         if progress is not None:
             progress(done, total)
 
-    installer.install(model_id, progress=report, options=options)
-
-
-def _from_cache(model_id: str, arch: str | None, overrides: Mapping[str, Any]) -> SRModel:
-    path = installer.install(model_id)  # already there: returns its path at once
-    return build_from_state_dict(read_state_dict(path), origin=model_id, arch=arch,
-                                 **overrides)
+    return installer.install(model_id, progress=report, options=options)

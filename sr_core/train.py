@@ -79,11 +79,12 @@ class TrainConfig:
 def list_images(folders: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Every image file directly inside (or below) the given folders, sorted."""
     out: list[Path] = []
+    known = formats.read_suffixes()
     for d in folders:
         p = Path(d)
         if not p.is_dir():
             raise FinescaleError(f"{p}: training data folder not found.")
-        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in formats.read_suffixes())
+        out += sorted(q for q in p.rglob("*") if q.suffix.lower() in known)
     if not out:
         raise FinescaleError(f"no images found in {', '.join(map(str, folders))}.")
     return out
